@@ -1,0 +1,124 @@
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import express from 'express';
+import { createBalancer, type Balancer } from '@turnpike/balancer';
+import { createRouter, createUpgradeResponse, type ServiceOptions } from '@turnpike/router';
+import { validateConfig, type GatewayConfig } from './config';
+import { appsOf, findMount, isMounted, type ExpressAppLike } from './mount';
+import { assignRequestId } from './request-id';
+
+/** Options of {@link Gateway.attach}. */
+export interface AttachOptions {
+  /** The mount prefix, when it cannot be discovered from the server's Express app (e.g. a sub-app). Default: discovered. */
+  path?: string;
+}
+
+/** The gateway: an Express router to mount, plus WebSocket attachment and shutdown. */
+export interface Gateway extends express.Router {
+  /** Routes WebSocket upgrades that arrive under the gateway's mount prefix; others are left to the host. */
+  attach(server: Server, options?: AttachOptions): void;
+  /** Stops everything the gateway started: keep-alive sockets, WebSockets, listeners. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Creates the gateway from a config, validated here: a config that cannot work throws a
+ * ConfigError naming the field. Everything per route is compiled now, not per request.
+ */
+export function createGateway(config: GatewayConfig): Gateway {
+  const cfg = validateConfig(config);
+  const balancers: Balancer[] = [];
+  const services: Record<string, ServiceOptions> = {};
+  for (const [name, s] of Object.entries(cfg.services)) {
+    const balancer = createBalancer(
+      { name, targets: s.targets, strategy: s.balancer },
+      `services.${name}`,
+    );
+    balancers.push(balancer);
+    services[name] = {
+      target: balancer.pick,
+      timeoutMs: s.timeoutMs,
+      connectTimeoutMs: s.connectTimeoutMs,
+      agent: s.agent,
+      preserveHost: s.preserveHost,
+    };
+  }
+  const router = createRouter({
+    routes: cfg.routes,
+    services,
+    trustProxy: cfg.trustProxy,
+    identityHeaders: cfg.identityHeaders,
+    bodyLimit: cfg.bodyLimit,
+    logger: cfg.logger,
+  });
+
+  const gateway = express.Router() as Gateway;
+  gateway.use(function turnpikeGateway(req: IncomingMessage, res: ServerResponse) {
+    assignRequestId(req, res);
+    router(req, res, () => {});
+  });
+
+  const attached: [Server, (req: IncomingMessage, socket: Duplex, head: Buffer) => void][] = [];
+  let closed = false;
+
+  gateway.attach = function attach(server, options = {}) {
+    if (closed) throw new Error('Turnpike: attach() after close()');
+    const fixed = options.path === undefined ? undefined : options.path.replace(/\/$/, '');
+    if (fixed !== undefined && fixed !== '' && !fixed.startsWith('/')) {
+      throw new TypeError(
+        `Turnpike: attach(server, { path }) expects a path starting with "/", got ${JSON.stringify(options.path)}`,
+      );
+    }
+    if (fixed === undefined && !appsOf(server).some((app) => isMounted(app, gateway))) {
+      throw new Error(
+        'Turnpike: attach(server) found no Express app on this server with the gateway mounted. ' +
+          "Mount it first (app.use('/api', gateway)), or pass attach(server, { path: '/api' }).",
+      );
+    }
+    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+      const url = req.url ?? '/';
+      const q = url.indexOf('?');
+      const pathname = q === -1 ? url : url.slice(0, q);
+      let mount = fixed;
+      let app: ExpressAppLike | undefined;
+      if (mount === undefined) {
+        for (const candidate of appsOf(server)) {
+          mount = findMount(candidate, gateway, pathname);
+          if (mount !== undefined) {
+            app = candidate;
+            break;
+          }
+        }
+      }
+      if (mount === undefined) return; // not under the gateway: the host's to handle
+      if (mount !== '' && pathname !== mount && !pathname.startsWith(`${mount}/`)) return;
+      const rest = url.slice(mount.length);
+      const r = req as IncomingMessage & { originalUrl?: string; baseUrl?: string; id?: string };
+      r.originalUrl = url;
+      r.baseUrl = mount;
+      req.url = rest === '' || rest.startsWith('?') ? `/${rest}` : rest;
+      const res = createUpgradeResponse(req, socket);
+      if (app?.request && app.response) {
+        // Express-style stages (req.ip, res.status, …) work on upgrades too.
+        Object.setPrototypeOf(req, app.request);
+        Object.setPrototypeOf(res, app.response);
+        Object.assign(req, { res, app });
+      }
+      assignRequestId(req, undefined);
+      router.upgrade(req, socket, head, res);
+    };
+    server.on('upgrade', onUpgrade);
+    attached.push([server, onUpgrade]);
+  };
+
+  gateway.close = async function close() {
+    if (closed) return;
+    closed = true;
+    for (const [server, listener] of attached) server.off('upgrade', listener);
+    attached.length = 0;
+    for (const b of balancers) b.close();
+    await router.close();
+  };
+
+  return gateway;
+}

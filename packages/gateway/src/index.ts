@@ -1,0 +1,24 @@
+/** createGateway(config): the gateway as an Express router, with attach() and close(). */
+export { createGateway } from './gateway';
+export type { Gateway, AttachOptions } from './gateway';
+/** Config validation, usable before creating anything (e.g. in a CI check of a config file). */
+export { validateConfig } from './config';
+export type { GatewayConfig, ServiceConfig } from './config';
+/** The request id step, usable alone. */
+export { assignRequestId } from './request-id';
+/** The pieces, re-exported so that one install gives everything. */
+export {
+  GatewayError,
+  isGatewayError,
+  ConfigError,
+  isConfigError,
+  sendProblem,
+} from '@turnpike/core';
+export type { Logger } from '@turnpike/core';
+export type {
+  RouteOptions,
+  HeaderTransform,
+  TrustProxy,
+  ProxySettings,
+  AgentOptions,
+} from '@turnpike/router';

@@ -1,0 +1,216 @@
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import proxyaddr from 'proxy-addr';
+import { ConfigError } from '@turnpike/core';
+import type { HeaderTransform, TrustProxy } from './types';
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1, plus the common non-standard ones): never forwarded. */
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'transfer-encoding',
+  'http2-settings',
+]);
+
+/** Client headers that name forwarding hops; replaced by what the gateway computes. */
+const FORWARDING = ['forwarded', 'x-real-ip', 'x_real_ip'];
+
+/** Every `-`/`_` spelling of a header name: `x-user-id` → `x-user-id`, `x_user_id`, `x-user_id`, … */
+export function spellings(name: string): string[] {
+  const parts = name.toLowerCase().split(/[-_]/);
+  let out = [parts[0]!];
+  for (const part of parts.slice(1)) {
+    if (out.length >= 64) {
+      // Past six separators, keep the two uniform spellings only.
+      return [...new Set([...out.map((p) => `${p}-${part}`), parts.join('_'), parts.join('-')])];
+    }
+    out = out.flatMap((p) => [`${p}-${part}`, `${p}_${part}`]);
+  }
+  return out;
+}
+
+function tokens(value: string | string[] | undefined): string[] {
+  if (value === undefined) return [];
+  const joined = Array.isArray(value) ? value.join(',') : value;
+  return joined
+    .split(',')
+    .map((t) => t.trim().toLowerCase())
+    .filter((t) => t.length > 0);
+}
+
+/** Which addresses in front of the gateway are trusted; compiled once. */
+export function compileTrust(
+  trust: TrustProxy,
+  path = 'trustProxy',
+): ((addr: string, i: number) => boolean) | undefined {
+  if (trust === false) return undefined;
+  if (typeof trust === 'number') return trust === 0 ? undefined : (_addr, i) => i < trust;
+  try {
+    return proxyaddr.compile([...trust]);
+  } catch {
+    throw new ConfigError(
+      path,
+      'a list of IP addresses or CIDRs',
+      trust,
+      `['10.0.0.0/8', '127.0.0.1']`,
+    );
+  }
+}
+
+/** What the gateway computes about the client before client headers are removed. */
+function forwardedValue(ip: string, host: string | undefined, proto: string): string {
+  const forIp = ip.includes(':') ? `"[${ip}]"` : ip;
+  const hostPart =
+    host !== undefined && /^[A-Za-z0-9.\-:[\]]+$/.test(host) ? `;host="${host}"` : '';
+  return `for=${forIp}${hostPart};proto=${proto}`;
+}
+
+function firstValue(value: string | string[] | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const s = Array.isArray(value) ? value[0] : value;
+  if (s === undefined) return undefined;
+  const comma = s.indexOf(',');
+  return (comma === -1 ? s : s.slice(0, comma)).trim() || undefined;
+}
+
+/**
+ * Builds the request hygiene step, once: removes hop-by-hop headers and every header named in
+ * `Connection`, the client's `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and identity headers
+ * (every `-`/`_` spelling), then sets the forwarding headers from the `trustProxy` policy.
+ * WebSocket upgrades keep `Connection: upgrade` and `Upgrade`.
+ */
+export function createHygiene(options: {
+  trustProxy: TrustProxy;
+  identityHeaders: readonly string[];
+}) {
+  const trust = compileTrust(options.trustProxy);
+  const strip = new Set<string>([...HOP_BY_HOP, ...FORWARDING, 'expect']);
+  strip.delete('transfer-encoding'); // kept, normalised below: the body stays framed upstream
+  for (const name of options.identityHeaders) for (const s of spellings(name)) strip.add(s);
+  const keepForUpgrade = new Set(['connection', 'upgrade']);
+
+  return function hygiene(req: IncomingMessage, upgrade: boolean): void {
+    const h: IncomingHttpHeaders = req.headers;
+    const socket = req.socket;
+    const remote = socket.remoteAddress ?? '';
+    const encrypted = (socket as TLSSocket).encrypted === true;
+
+    // What the gateway will say about the client, computed before client headers go.
+    let clientIp = remote;
+    let chain = remote;
+    let proto = encrypted ? 'https' : 'http';
+    let host = h.host;
+    if (trust !== undefined) {
+      const all = proxyaddr.all(req, trust);
+      clientIp = all[all.length - 1] ?? remote;
+      chain = all.reverse().join(', ');
+      if (trust(remote, 0)) {
+        const p = firstValue(h['x-forwarded-proto']);
+        if (p === 'http' || p === 'https') proto = p;
+        host = firstValue(h['x-forwarded-host']) ?? host;
+      }
+    }
+
+    const connection = h.connection;
+    if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close') {
+      for (const name of tokens(connection)) {
+        if (name !== 'host' && !(upgrade && keepForUpgrade.has(name))) delete h[name];
+      }
+    }
+    for (const name in h) {
+      if (
+        (strip.has(name) && !(upgrade && keepForUpgrade.has(name))) ||
+        name.startsWith('x-forwarded') ||
+        name.startsWith('x_forwarded')
+      ) {
+        delete h[name];
+      }
+    }
+    if (upgrade) h.connection = 'upgrade';
+    if (h['transfer-encoding'] !== undefined) h['transfer-encoding'] = 'chunked';
+
+    h['x-forwarded-for'] = chain;
+    h['x-forwarded-proto'] = proto;
+    if (host !== undefined) h['x-forwarded-host'] = host;
+    h['x-real-ip'] = clientIp;
+    h.forwarded = forwardedValue(clientIp, host, proto);
+  };
+}
+
+/** True when the request carries more than one `Host` header. */
+export function hasDuplicateHost(req: IncomingMessage): boolean {
+  const raw = req.rawHeaders;
+  let seen = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 4 && name.toLowerCase() === 'host') {
+      if (seen) return true;
+      seen = true;
+    }
+  }
+  return false;
+}
+
+/** A header transform compiled once. */
+export interface CompiledTransform {
+  /** Names removed or replaced (lower case). */
+  readonly drop: ReadonlySet<string>;
+  readonly set: readonly (readonly [string, string])[];
+  readonly add: readonly (readonly [string, string])[];
+}
+
+/** Compiles a header transform, or undefined when it does nothing. */
+export function compileTransform(t: HeaderTransform | undefined): CompiledTransform | undefined {
+  if (!t) return undefined;
+  const set = Object.entries(t.set ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const);
+  const add = Object.entries(t.add ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const);
+  const drop = new Set([...(t.remove ?? []).map((n) => n.toLowerCase()), ...set.map(([k]) => k)]);
+  if (drop.size === 0 && add.length === 0) return undefined;
+  return { drop, set, add };
+}
+
+/** Applies a transform to request headers. */
+export function transformRequest(h: IncomingHttpHeaders, t: CompiledTransform): void {
+  for (const name of t.drop) delete h[name];
+  for (const [name, value] of t.set) h[name] = value;
+  for (const [name, value] of t.add) {
+    const old = h[name];
+    h[name] = old === undefined ? value : `${Array.isArray(old) ? old.join(', ') : old}, ${value}`;
+  }
+}
+
+/**
+ * The upstream response's headers as sent to the client: hop-by-hop headers and those named
+ * in its `Connection` removed, the route's transform applied. Keeps the upstream's spelling
+ * and repeated headers (Set-Cookie) as they were.
+ */
+export function responseHeaders(
+  raw: readonly string[],
+  t: CompiledTransform | undefined,
+): string[] {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
+      named ??= new Set();
+      for (const token of tokens(raw[i + 1])) named.add(token);
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || named?.has(lower) || t?.drop.has(lower)) continue;
+    out.push(name, raw[i + 1]!);
+  }
+  if (t) {
+    for (const [name, value] of t.set) out.push(name, value);
+    for (const [name, value] of t.add) out.push(name, value);
+  }
+  return out;
+}

@@ -1,0 +1,243 @@
+import {
+  ConfigError,
+  array,
+  boolean,
+  either,
+  fn,
+  number,
+  object,
+  parseTarget,
+  record,
+  string,
+  join,
+  type Check,
+  type Shape,
+  type Target,
+} from '@turnpike/core';
+import type {
+  AgentOptions,
+  HeaderTransform,
+  ProxySettings,
+  RouteOptions,
+  RouterOptions,
+  ServiceOptions,
+  TrustProxy,
+} from './types';
+
+/** Every default of the router, in one place. */
+export const DEFAULTS = Object.freeze({
+  timeoutMs: 30_000,
+  connectTimeoutMs: 5_000,
+  maxSockets: 256,
+  maxFreeSockets: 64,
+  freeSocketTimeoutMs: 4_000,
+  preserveHost: false,
+  trustProxy: false,
+  identityHeaders: Object.freeze(['x-user-id', 'x-user-roles', 'x-consumer-id']),
+  bodyLimit: 10 * 1024 * 1024,
+});
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const headerName = string({ pattern: TOKEN, expected: 'an HTTP header name' });
+// Header values: visible ASCII and spaces/tabs, no CR/LF (no header injection).
+const headerValue = string({
+  pattern: /^[\t\x20-\x7e]*$/,
+  expected: 'a header value without control characters',
+});
+const method = string({ pattern: /^[A-Z]+$/, expected: 'an upper-case HTTP method such as "GET"' });
+const ms = (max: number) => number({ min: 1, max, integer: true });
+const bytes = either<number, false>(
+  { when: (v) => typeof v === 'number', check: number({ min: 0, integer: true }) },
+  { when: (v) => v === false, check: (v) => v as false },
+  'a byte count (integer >= 0) or false',
+);
+
+function headerMap(path: string, value: unknown): Record<string, string> {
+  const out = record(headerValue)(value, path);
+  for (const key of Object.keys(out)) headerName(key, join(path, key));
+  return out;
+}
+
+const headerTransform: Check<HeaderTransform> = object<HeaderTransform>({
+  remove: array(headerName),
+  set: (v, p) => headerMap(p, v),
+  add: (v, p) => headerMap(p, v),
+});
+
+const agentOptions = object<AgentOptions>({
+  maxSockets: number({ min: 1, integer: true }),
+  maxFreeSockets: number({ min: 0, integer: true }),
+  freeSocketTimeoutMs: ms(3_600_000),
+});
+
+/** The proxy fields of a service; the gateway's service config reuses them. */
+export const proxySettingsShape: Shape<ProxySettings> = {
+  timeoutMs: ms(24 * 3_600_000),
+  connectTimeoutMs: ms(600_000),
+  agent: agentOptions,
+  preserveHost: boolean,
+};
+
+const targetSource: Check<ServiceOptions['target']> = (value, path) => {
+  if (typeof value === 'function') return value as ServiceOptions['target'];
+  if (typeof value === 'string') {
+    parseTarget(value, path);
+    return value;
+  }
+  throw new ConfigError(path, 'a target URL or a function (req) => target', value);
+};
+
+const serviceOptions = object<ServiceOptions>({ ...proxySettingsShape, target: targetSource }, [
+  'target',
+]);
+
+const PATTERN_SEGMENT = /^(?:[A-Za-z0-9\-._~!$&'()+,=@]|%[0-9A-F]{2})+$/;
+const routePath = string({
+  pattern: /^\/(?:[^/]+(?:\/[^/]+)*)?$/,
+  expected: 'a path starting with "/" without empty segments, e.g. "/users/:id" or "/static/**"',
+});
+
+function patternPath(value: unknown, path: string): string {
+  const s = routePath(value, path);
+  const segments = s === '/' ? [] : s.slice(1).split('/');
+  segments.forEach((seg, i) => {
+    if (seg === '**') {
+      if (i !== segments.length - 1)
+        throw new ConfigError(path, '"**" only as the last segment', s);
+    } else if (seg === '*' || /^:[A-Za-z_][A-Za-z0-9_]*$/.test(seg)) {
+      // one-segment wildcard or a named param
+    } else if (!PATTERN_SEGMENT.test(seg) || seg === '.' || seg === '..') {
+      throw new ConfigError(
+        path,
+        'segments of unreserved characters, ":name", "*" or a final "**"',
+        s,
+        '"/users/:id/orders/**"',
+      );
+    }
+  });
+  return s;
+}
+
+const hostPattern = string({
+  pattern:
+    /^(?:\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(?::\d{1,5})?$/,
+  expected: 'a lower-case host name, optionally "*." in front, e.g. "api.example.com"',
+});
+
+const headerMatchers: Check<Record<string, string | RegExp>> = (value, path) => {
+  const out = record<string | RegExp>((v, p) => {
+    if (v instanceof RegExp) return v;
+    return headerValue(v, p);
+  })(value, path);
+  const lower: Record<string, string | RegExp> = {};
+  for (const key of Object.keys(out))
+    lower[headerName(key, join(path, key)).toLowerCase()] = out[key]!;
+  return lower;
+};
+
+const routeOptions = object<RouteOptions>(
+  {
+    path: patternPath,
+    service: string({ minLength: 1, expected: 'a service name' }),
+    name: string({ minLength: 1, expected: 'a non-empty route name' }),
+    methods: array(method, { min: 1 }),
+    host: either<string, string[]>(
+      { when: (v) => typeof v === 'string', check: hostPattern },
+      { when: Array.isArray, check: array(hostPattern, { min: 1 }) },
+      'a host name or a list of host names',
+    ),
+    headers: headerMatchers,
+    stripPrefix: string({
+      pattern: /^\/[^/]+(?:\/[^/]+)*$/,
+      expected: 'a path prefix starting with "/" and not ending with "/", e.g. "/users"',
+    }),
+    rewrite: routePath,
+    requestHeaders: headerTransform,
+    responseHeaders: headerTransform,
+    bodyLimit: bytes,
+    websocket: boolean,
+  },
+  ['path', 'service'],
+);
+
+const trustProxy: Check<TrustProxy> = (value, path) => {
+  if (value === false) return false;
+  if (typeof value === 'number') return number({ min: 0, max: 100, integer: true })(value, path);
+  if (Array.isArray(value))
+    return array(string({ minLength: 1, expected: 'an IP address or CIDR' }))(value, path);
+  throw new ConfigError(
+    path,
+    'false, a hop count, or a list of trusted addresses/CIDRs (true trusts every client and is refused)',
+    value,
+    "trustProxy: 1 or trustProxy: ['10.0.0.0/8']",
+  );
+};
+
+/** The normalised router options: defaults applied, routes and services checked. */
+export interface ParsedRouterOptions {
+  routes: RouteOptions[];
+  services: Record<string, ServiceOptions>;
+  trustProxy: TrustProxy;
+  identityHeaders: readonly string[];
+  bodyLimit: number | false;
+  stages: RouterOptions['stages'];
+  logger: RouterOptions['logger'];
+}
+
+/** The shape of RouterOptions; exported so the gateway validates the same fields the same way. */
+export const routerShape: Shape<RouterOptions> = {
+  routes: array(routeOptions),
+  services: record(serviceOptions, {
+    keyPattern: /^[A-Za-z0-9_.-]+$/,
+    keyExpected: 'a service name of [A-Za-z0-9_.-]',
+  }),
+  trustProxy,
+  identityHeaders: array(headerName),
+  bodyLimit: bytes,
+  stages: fn<NonNullable<RouterOptions['stages']>>(),
+  logger: (v, p) => {
+    for (const level of ['error', 'warn', 'info', 'debug']) {
+      if (typeof (v as Record<string, unknown> | null)?.[level] !== 'function') {
+        throw new ConfigError(p, 'a logger with error, warn, info and debug methods', v);
+      }
+    }
+    return v as NonNullable<RouterOptions['logger']>;
+  },
+};
+
+/** Checks the routes against the services: each names one that exists. */
+export function checkRouteServices(
+  routes: readonly RouteOptions[],
+  services: Readonly<Record<string, unknown>>,
+  path = 'routes',
+): void {
+  routes.forEach((route, i) => {
+    if (!Object.prototype.hasOwnProperty.call(services, route.service)) {
+      throw new ConfigError(
+        `${path}[${i}].service`,
+        `the name of a configured service (one of ${Object.keys(services).join(', ') || 'none'})`,
+        route.service,
+      );
+    }
+  });
+}
+
+/** Validates router options; throws a ConfigError naming the field. The input is never modified. */
+export function parseRouterOptions(options: unknown, path = ''): ParsedRouterOptions {
+  const parsed = object<RouterOptions>(routerShape, ['routes', 'services'])(options, path);
+  checkRouteServices(parsed.routes, parsed.services, join(path, 'routes'));
+  return {
+    routes: parsed.routes as RouteOptions[],
+    services: parsed.services,
+    trustProxy: parsed.trustProxy ?? DEFAULTS.trustProxy,
+    identityHeaders: parsed.identityHeaders ?? DEFAULTS.identityHeaders,
+    bodyLimit: parsed.bodyLimit ?? DEFAULTS.bodyLimit,
+    stages: parsed.stages,
+    logger: parsed.logger,
+  };
+}
+
+/** A parsed target for a fixed URL. */
+export function fixedTarget(url: string, path: string): Target {
+  return parseTarget(url, path);
+}

@@ -1,0 +1,170 @@
+import type { IncomingMessage } from 'node:http';
+import { ConfigError } from '@turnpike/core';
+import { compileTransform, type CompiledTransform } from './headers';
+import { splitPath, type TableRoute } from './route-table';
+import type { RouteInfo, RouteOptions } from './types';
+
+/** Builds the forwarded path (without the query) from the checked path and its segments. */
+type Rewrite = (path: string, segments: readonly string[]) => string;
+
+/** A route compiled once at creation. */
+export interface CompiledRoute extends TableRoute {
+  readonly info: RouteInfo;
+  readonly service: string;
+  readonly websocket: boolean;
+  readonly bodyLimit: number;
+  readonly rewrite: Rewrite | undefined;
+  readonly requestHeaders: CompiledTransform | undefined;
+  readonly responseHeaders: CompiledTransform | undefined;
+}
+
+function compileHost(
+  host: string | readonly string[] | undefined,
+): ((req: IncomingMessage) => boolean) | undefined {
+  if (host === undefined) return undefined;
+  const list = typeof host === 'string' ? [host] : host;
+  const exact = new Set(list.filter((h) => !h.startsWith('*.')));
+  const suffixes = list.filter((h) => h.startsWith('*.')).map((h) => h.slice(1));
+  return (req) => {
+    const raw = req.headers.host;
+    if (raw === undefined) return false;
+    let name = raw.toLowerCase();
+    if (exact.has(name)) return true;
+    const colon = name.lastIndexOf(':');
+    if (colon !== -1 && !name.endsWith(']')) name = name.slice(0, colon);
+    if (exact.has(name)) return true;
+    for (const s of suffixes) if (name.length > s.length && name.endsWith(s)) return true;
+    return false;
+  };
+}
+
+function compileHeaders(
+  headers: Readonly<Record<string, string | RegExp>> | undefined,
+): ((req: IncomingMessage) => boolean) | undefined {
+  if (headers === undefined) return undefined;
+  const checks = Object.entries(headers);
+  return (req) => {
+    for (const [name, want] of checks) {
+      const got = req.headers[name];
+      if (typeof got !== 'string') return false;
+      if (typeof want === 'string' ? got !== want : !want.test(got)) return false;
+    }
+    return true;
+  };
+}
+
+/** Segment index of each named param in a pattern. */
+function paramIndexes(pattern: string): Map<string, number> {
+  const out = new Map<string, number>();
+  splitPath(pattern).forEach((seg, i) => {
+    if (seg.startsWith(':')) out.set(seg.slice(1), i);
+  });
+  return out;
+}
+
+function compileStripPrefix(route: RouteOptions, path: string): Rewrite {
+  const prefix = route.stripPrefix!;
+  const pattern = splitPath(route.path);
+  const strip = splitPath(prefix);
+  strip.forEach((seg, i) => {
+    if (pattern[i] !== seg) {
+      throw new ConfigError(path, `a prefix of the route's literal path "${route.path}"`, prefix);
+    }
+  });
+  const n = prefix.length;
+  return (p) => (p.length === n ? '/' : p.slice(n));
+}
+
+function compileTemplate(route: RouteOptions, path: string): Rewrite {
+  const template = route.rewrite!;
+  const params = paramIndexes(route.path);
+  const pattern = splitPath(route.path);
+  const restAt = pattern[pattern.length - 1] === '**' ? pattern.length - 1 : -1;
+  // Parts: literal text, a param's segment index, or the rest.
+  const parts: (string | number)[] = [];
+  const segments = splitPath(template);
+  segments.forEach((seg, i) => {
+    if (seg === '**') {
+      if (restAt === -1)
+        throw new ConfigError(path, 'a "**" only where the route path ends with "**"', template);
+      parts.push(-1);
+    } else if (seg.startsWith(':')) {
+      const at = params.get(seg.slice(1));
+      if (at === undefined) {
+        throw new ConfigError(path, `params of the route path "${route.path}"`, template);
+      }
+      parts.push(at);
+    } else if (seg === '*') {
+      throw new ConfigError(path, 'literal segments, ":name" params or a final "**"', template);
+    } else {
+      parts.push(seg);
+    }
+    void i;
+  });
+  return (p, segs) => {
+    let out = '';
+    for (const part of parts) {
+      if (typeof part === 'string') out += `/${part}`;
+      else if (part >= 0) out += `/${segs[part]!}`;
+      else if (segs.length > restAt) out += `/${segs.slice(restAt).join('/')}`;
+    }
+    if (out === '') out = '/';
+    // Keep a trailing slash the client sent.
+    if (p.length > 1 && p.endsWith('/') && !out.endsWith('/')) out += '/';
+    return out;
+  };
+}
+
+const ALL_METHODS = undefined;
+
+/** Compiles one route's matchers, rewrite and header transforms. */
+export function compileRoute(
+  route: RouteOptions,
+  index: number,
+  defaultBodyLimit: number | false,
+): CompiledRoute {
+  const path = `routes[${index}]`;
+  if (route.stripPrefix !== undefined && route.rewrite !== undefined) {
+    throw new ConfigError(
+      `${path}.rewrite`,
+      'either stripPrefix or rewrite, not both',
+      route.rewrite,
+    );
+  }
+  let methods: Set<string> | undefined;
+  if (route.methods) {
+    methods = new Set(route.methods);
+    if (methods.has('GET')) methods.add('HEAD');
+  }
+  const matchHost = compileHost(route.host);
+  const matchHeaders = compileHeaders(route.headers);
+  const limit = route.bodyLimit ?? defaultBodyLimit;
+  const info: RouteInfo = Object.freeze({
+    index,
+    name: route.name ?? route.path,
+    path: route.path,
+    service: route.service,
+    options: route,
+  });
+  return {
+    info,
+    path: route.path,
+    service: route.service,
+    websocket: route.websocket === true,
+    bodyLimit: limit === false ? Infinity : limit,
+    allow: methods ? [...methods] : ALL_METHODS,
+    allowsMethod: methods ? (m) => methods.has(m) : () => true,
+    matchesRequest:
+      matchHost && matchHeaders
+        ? (req) => matchHost(req) && matchHeaders(req)
+        : (matchHost ?? matchHeaders ?? (() => true)),
+    rewrite:
+      route.stripPrefix !== undefined
+        ? compileStripPrefix(route, `${path}.stripPrefix`)
+        : route.rewrite !== undefined
+          ? compileTemplate(route, `${path}.rewrite`)
+          : undefined,
+    requestHeaders: compileTransform(route.requestHeaders),
+    responseHeaders: compileTransform(route.responseHeaders),
+  };
+}

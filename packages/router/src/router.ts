@@ -1,0 +1,383 @@
+import { ServerResponse, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import {
+  GatewayError,
+  isGatewayError,
+  parseTarget,
+  sendProblem,
+  silentLogger,
+  type Logger,
+  type Target,
+} from '@turnpike/core';
+import { createAgents } from './agent';
+import { BodyLimitStream, bufferStream, parsedBody } from './body';
+import { compose, type Handler } from './chain';
+import { Exchange, exchangeOf, setExchange } from './exchange';
+import { createHygiene, hasDuplicateHost, responseHeaders, transformRequest } from './headers';
+import { DEFAULTS, parseRouterOptions } from './options';
+import { checkPath } from './path-policy';
+import { createProxyServer, type ProxyCallOptions, type ProxyServer } from './proxy';
+import { compileRoute, type CompiledRoute } from './route';
+import { RouteTable } from './route-table';
+import type { Middleware, RouteInfo, RoutedRequest, RouterOptions, ServiceOptions } from './types';
+import { upstreamError } from './upstream-errors';
+
+/** The router: an Express-compatible middleware plus WebSocket upgrades and shutdown. */
+export interface TurnpikeRouter extends Middleware {
+  /**
+   * Routes a WebSocket upgrade whose `req.url` is relative to the mount, through the same
+   * per-route chain as HTTP. `res` (from {@link createUpgradeResponse}) answers refusals.
+   */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, res?: ServerResponse): void;
+  /** Closes keep-alive sockets and open WebSockets. */
+  close(): Promise<void>;
+  /** The compiled routes, in configured order. */
+  readonly routes: readonly RouteInfo[];
+}
+
+interface CompiledService {
+  readonly name: string;
+  readonly pick: (req: IncomingMessage) => Target | undefined;
+  readonly timeoutMs: number;
+  readonly optionsFor: (target: Target) => ProxyCallOptions;
+  readonly close: () => void;
+}
+
+function compileService(name: string, s: ServiceOptions): CompiledService {
+  const agents = createAgents({
+    maxSockets: s.agent?.maxSockets ?? DEFAULTS.maxSockets,
+    maxFreeSockets: s.agent?.maxFreeSockets ?? DEFAULTS.maxFreeSockets,
+    freeSocketTimeoutMs: s.agent?.freeSocketTimeoutMs ?? DEFAULTS.freeSocketTimeoutMs,
+    connectTimeoutMs: s.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+  });
+  const changeOrigin = !(s.preserveHost ?? DEFAULTS.preserveHost);
+  const cache = new WeakMap<Target, ProxyCallOptions>();
+  const optionsFor = (target: Target): ProxyCallOptions => {
+    let options = cache.get(target);
+    if (options === undefined) {
+      options = Object.freeze({
+        target,
+        agent: agents[target.protocol],
+        changeOrigin,
+        selfHandleResponse: true,
+        toProxy: true,
+        xfwd: false,
+      });
+      cache.set(target, options);
+    }
+    return options;
+  };
+  let pick: (req: IncomingMessage) => Target | undefined;
+  if (typeof s.target === 'string') {
+    const fixed = parseTarget(s.target, `services.${name}.target`);
+    pick = () => fixed;
+  } else {
+    pick = s.target;
+  }
+  return {
+    name,
+    pick,
+    timeoutMs: s.timeoutMs ?? DEFAULTS.timeoutMs,
+    optionsFor,
+    close() {
+      agents['http:'].destroy();
+      agents['https:'].destroy();
+    },
+  };
+}
+
+/**
+ * Creates the router: the route table, path policy, header hygiene and the proxy, all
+ * compiled once. Use it alone (`app.use('/api', createRouter({...}))`) or through
+ * `createGateway()`. Throws a ConfigError naming the field for options that cannot work.
+ */
+export function createRouter(options: RouterOptions): TurnpikeRouter {
+  const opts = parseRouterOptions(options);
+  const logger: Logger = opts.logger ?? silentLogger;
+  const hygiene = createHygiene(opts);
+  const services = new Map<string, CompiledService>();
+  for (const [name, s] of Object.entries(opts.services))
+    services.set(name, compileService(name, s));
+  const sockets = new Set<Duplex>();
+
+  // ---- failure paths ------------------------------------------------------------------
+
+  /** Ends the exchange with an error: a problem response, or an unclean end once the head is out. */
+  function fail(req: IncomingMessage, res: ServerResponse, ex: Exchange, err: GatewayError): void {
+    if (ex.settled) return;
+    ex.settled = true;
+    if (ex.timer !== undefined) clearTimeout(ex.timer);
+    ex.proxyReq?.destroy();
+    if (ex.socket !== undefined && ex.upgraded) {
+      ex.socket.destroy();
+      return;
+    }
+    sendProblem(req, res, err);
+  }
+
+  function onRouteError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
+    const ex = exchangeOf(req);
+    const gatewayError = isGatewayError(err)
+      ? err
+      : new GatewayError('ERR_TURNPIKE_INTERNAL', { cause: err });
+    if (!isGatewayError(err) || gatewayError.status >= 500) {
+      logger.error('route failed', {
+        requestId: (req as RoutedRequest).id,
+        route: ex?.route.info.name,
+        error: errorText(err),
+      });
+    }
+    if (ex) fail(req, res, ex, gatewayError);
+    else sendProblem(req, res, gatewayError);
+  }
+
+  function onDeadline(res: ServerResponse): void {
+    const req = res.req;
+    const ex = exchangeOf(req);
+    if (!ex) return;
+    ex.timer = undefined;
+    logger.warn('upstream deadline passed', {
+      requestId: (req as RoutedRequest).id,
+      route: ex.route.info.name,
+    });
+    fail(req, res, ex, new GatewayError('ERR_TURNPIKE_UPSTREAM_TIMEOUT'));
+  }
+
+  function onResClose(this: ServerResponse): void {
+    const ex = exchangeOf(this.req);
+    if (!ex) return;
+    if (ex.timer !== undefined) clearTimeout(ex.timer);
+    ex.timer = undefined;
+    if (!ex.settled) {
+      // Client went away before the response was complete: abandon the upstream request.
+      ex.settled = true;
+      ex.proxyReq?.destroy();
+    }
+  }
+
+  function onProxyError(err: Error, req: IncomingMessage, res: ServerResponse | Duplex): void {
+    const ex = exchangeOf(req);
+    if (!ex || ex.settled) return;
+    logger.warn('upstream request failed', {
+      requestId: (req as RoutedRequest).id,
+      route: ex.route.info.name,
+      service: ex.route.service,
+      code: (err as { code?: unknown }).code,
+      error: err.message,
+    });
+    fail(req, ex.res, ex, upstreamError(err));
+    void res;
+  }
+
+  function onBodyTooLarge(req: IncomingMessage, res: ServerResponse): void {
+    const ex = exchangeOf(req);
+    if (!ex) return;
+    // The rest of the body is not read: close the connection after the answer.
+    res.shouldKeepAlive = false;
+    fail(req, res, ex, new GatewayError('ERR_TURNPIKE_BODY_TOO_LARGE'));
+  }
+
+  function onUpstreamBodyError(this: IncomingMessage, err: Error): void {
+    const ex = exchangeOf(this);
+    if (ex) onProxyError(err, ex.req, ex.res);
+  }
+
+  // ---- proxy listeners (installed once) -------------------------------------------------
+
+  const server: ProxyServer = createProxyServer({
+    proxyReq(proxyReq: ClientRequest, req: IncomingMessage) {
+      const ex = exchangeOf(req);
+      if (!ex) return;
+      if (ex.settled) proxyReq.destroy();
+      else ex.proxyReq = proxyReq;
+    },
+    proxyReqWs(proxyReq: ClientRequest, req: IncomingMessage) {
+      const ex = exchangeOf(req);
+      if (!ex) return;
+      ex.proxyReq = proxyReq;
+      proxyReq.once('upgrade', () => {
+        ex.upgraded = true;
+      });
+    },
+    proxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) {
+      const ex = exchangeOf(req);
+      if (!ex || ex.settled || res.headersSent || res.destroyed) {
+        proxyRes.destroy();
+        return;
+      }
+      // A body cut off by the upstream must reach the client as an unclean end.
+      setExchange(proxyRes, ex);
+      proxyRes.on('error', onUpstreamBodyError);
+      res.writeHead(
+        proxyRes.statusCode ?? 502,
+        responseHeaders(proxyRes.rawHeaders, ex.route.responseHeaders),
+      );
+      proxyRes.pipe(res);
+    },
+  });
+
+  // ---- the terminal stage: the proxy --------------------------------------------------------
+
+  function terminalFor(route: CompiledRoute): Handler {
+    const service = services.get(route.service)!;
+    const limit = route.bodyLimit;
+    return function proxy(req, res) {
+      const ex = exchangeOf(req)!;
+      const h = req.headers;
+      if (limit !== Infinity) {
+        const length = h['content-length'];
+        if (length !== undefined && Number(length) > limit) return onBodyTooLarge(req, res);
+      }
+      const target = service.pick(req);
+      if (target === undefined) {
+        return fail(
+          req,
+          res,
+          ex,
+          new GatewayError('ERR_TURNPIKE_NO_TARGET', { headers: { 'retry-after': '1' } }),
+        );
+      }
+      if (route.rewrite !== undefined) {
+        const url = req.url!;
+        const q = url.indexOf('?');
+        const path = q === -1 ? url : url.slice(0, q);
+        req.url = route.rewrite(path, ex.segments) + (q === -1 ? '' : url.slice(q));
+      }
+      if (route.requestHeaders !== undefined) transformRequest(h, route.requestHeaders);
+      const id = (req as RoutedRequest).id;
+      if (id !== undefined) h['x-request-id'] = id;
+
+      let options = service.optionsFor(target);
+      if (req.readableEnded) {
+        // A body parser ran before the gateway: send what it parsed.
+        let body: Buffer;
+        try {
+          body = parsedBody(req);
+        } catch (err) {
+          return onRouteError(req, res, err);
+        }
+        if (body.length > limit) return onBodyTooLarge(req, res);
+        options = { ...options, buffer: bufferStream(body) };
+      } else if (limit !== Infinity && h['transfer-encoding'] !== undefined) {
+        options = {
+          ...options,
+          buffer: req.pipe(new BodyLimitStream(limit, req, res, onBodyTooLarge)),
+        };
+      }
+
+      if (ex.socket !== undefined) {
+        server.ws(req, ex.socket, ex.head, options, onProxyError);
+        return;
+      }
+      ex.timer = setTimeout(onDeadline, service.timeoutMs, res);
+      res.once('close', onResClose);
+      server.web(req, res, options, onProxyError);
+    };
+  }
+
+  // ---- compile routes -------------------------------------------------------------------------
+
+  const compiled: CompiledRoute[] = opts.routes.map((r, i) => compileRoute(r, i, opts.bodyLimit));
+  const chains = new Map<CompiledRoute, Handler>();
+  for (const route of compiled) {
+    const stages = opts.stages ? opts.stages(route.info) : [];
+    chains.set(route, compose(stages, terminalFor(route), onRouteError));
+  }
+  const table = new RouteTable(compiled);
+
+  // ---- dispatch ---------------------------------------------------------------------------------
+
+  function reject(req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
+    sendProblem(req, res, err);
+  }
+
+  function dispatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    upgrade: Exchange['socket'],
+    head?: Buffer,
+  ): void {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const raw = q === -1 ? url : url.slice(0, q);
+    const path = checkPath(raw);
+    if (path === undefined) return reject(req, res, new GatewayError('ERR_TURNPIKE_PATH_REJECTED'));
+    if (path !== raw) req.url = q === -1 ? path : path + url.slice(q);
+    if (hasDuplicateHost(req)) {
+      return reject(
+        req,
+        res,
+        new GatewayError('ERR_TURNPIKE_BAD_REQUEST', {
+          detail: 'The request has more than one Host header.',
+        }),
+      );
+    }
+    const found = table.lookup(req.method ?? 'GET', path, req);
+    if (
+      found.kind === 'none' ||
+      (found.kind === 'route' && upgrade !== undefined && !found.route.websocket)
+    ) {
+      return reject(req, res, new GatewayError('ERR_TURNPIKE_ROUTE_NOT_FOUND'));
+    }
+    if (found.kind === 'method') {
+      return reject(
+        req,
+        res,
+        new GatewayError('ERR_TURNPIKE_METHOD_NOT_ALLOWED', { headers: { allow: found.allow } }),
+      );
+    }
+    const ex = new Exchange(found.route, found.segments, req, res);
+    if (upgrade !== undefined) {
+      ex.socket = upgrade;
+      ex.head = head;
+    }
+    setExchange(req, ex);
+    hygiene(req, upgrade !== undefined);
+    chains.get(found.route)!(req, res);
+  }
+
+  const router = function turnpikeRouter(req: IncomingMessage, res: ServerResponse): void {
+    dispatch(req, res, undefined);
+  } as unknown as TurnpikeRouter;
+
+  router.upgrade = function upgrade(req, socket, head, res = createUpgradeResponse(req, socket)) {
+    socket.on('error', onSocketError);
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    dispatch(req, res, socket, head);
+  };
+
+  router.close = async function close() {
+    for (const s of services.values()) s.close();
+    for (const socket of sockets) socket.destroy();
+    sockets.clear();
+    server.close();
+    await Promise.resolve();
+  };
+
+  Object.defineProperty(router, 'routes', {
+    value: Object.freeze(compiled.map((r) => r.info)),
+    enumerable: true,
+  });
+  return router;
+}
+
+/**
+ * A response bound to an upgrade's raw socket, so that stages and problems answer a refused
+ * upgrade the way they answer HTTP: status, headers, problem body, then the socket closes.
+ */
+export function createUpgradeResponse(req: IncomingMessage, socket: Duplex): ServerResponse {
+  const res = new ServerResponse(req);
+  res.assignSocket(socket as never);
+  res.shouldKeepAlive = false;
+  res.once('finish', () => socket.end());
+  return res;
+}
+
+function onSocketError(this: Duplex): void {
+  this.destroy();
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}

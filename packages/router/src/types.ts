@@ -1,0 +1,115 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger, Target } from '@turnpike/core';
+
+/** An Express-style middleware; a per-route stage has this shape. */
+export type Middleware = (
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: (err?: unknown) => void,
+) => void;
+
+/** Picks the upstream target for one request: a URL string, or a function (e.g. a balancer's `pick`). */
+export type TargetSource = string | ((req: IncomingMessage) => Target | undefined);
+
+/** Header changes applied on the way through. Names are case-insensitive. */
+export interface HeaderTransform {
+  /** Headers removed. Default: none. */
+  remove?: readonly string[];
+  /** Headers set, replacing any value. Default: none. */
+  set?: Readonly<Record<string, string>>;
+  /** Values appended to any existing value. Default: none. */
+  add?: Readonly<Record<string, string>>;
+}
+
+/** Keep-alive agent limits, per service. */
+export interface AgentOptions {
+  /** Sockets open at once per target. Default 256. */
+  maxSockets?: number;
+  /** Idle sockets kept per target. Default 64. */
+  maxFreeSockets?: number;
+  /** How long an idle socket is kept, in ms; keep it below the upstream's keep-alive timeout. Default 4000. */
+  freeSocketTimeoutMs?: number;
+}
+
+/** How the proxy talks to one service. Shared with the gateway's service config. */
+export interface ProxySettings {
+  /** Total deadline for one request, from routing to the last byte of the response, in ms. Default 30000. */
+  timeoutMs?: number;
+  /** Deadline for opening a connection to a target, in ms. Default 5000. */
+  connectTimeoutMs?: number;
+  /** Keep-alive agent limits. Default: see {@link AgentOptions}. */
+  agent?: AgentOptions;
+  /** Send the client's `Host` upstream instead of the target's. Default false. */
+  preserveHost?: boolean;
+}
+
+/** A service as the router sees it: where to send requests and how. */
+export interface ServiceOptions extends ProxySettings {
+  /** The target URL, or a function that picks one per request. Required. */
+  target: TargetSource;
+}
+
+/** One route. */
+export interface RouteOptions {
+  /** Pattern relative to the mount: `/users`, `/users/:id`, `/files/*`, `/static/**`. Required. */
+  path: string;
+  /** The service that serves it. Required. */
+  service: string;
+  /** Name for logs and metrics. Default: the path pattern. */
+  name?: string;
+  /** Methods served; HEAD comes with GET. Default: all. */
+  methods?: readonly string[];
+  /** Host matcher: exact name or `*.example.com`, or a list. Default: any host. */
+  host?: string | readonly string[];
+  /** Header matchers: exact value or RegExp. Default: none. */
+  headers?: Readonly<Record<string, string | RegExp>>;
+  /** Prefix removed from the path before forwarding, on a segment boundary. Default: none. */
+  stripPrefix?: string;
+  /** Path template for the forwarded path, from the route's params: `/v2/users/:id/**`. Default: none. */
+  rewrite?: string;
+  /** Header changes on the request sent upstream. Default: none. */
+  requestHeaders?: HeaderTransform;
+  /** Header changes on the response sent to the client. Default: none. */
+  responseHeaders?: HeaderTransform;
+  /** Largest request body in bytes, or false for no limit. Default: the router's `bodyLimit`. */
+  bodyLimit?: number | false;
+  /** Accept WebSocket upgrades on this route. Default false. */
+  websocket?: boolean;
+}
+
+/** Which proxies in front of the gateway are trusted for `X-Forwarded-*`. */
+export type TrustProxy = false | number | readonly string[];
+
+/** What a stage factory learns about the route it builds for. */
+export interface RouteInfo {
+  readonly index: number;
+  readonly name: string;
+  readonly path: string;
+  readonly service: string;
+  readonly options: Readonly<RouteOptions>;
+}
+
+/** Options of {@link createRouter}. */
+export interface RouterOptions {
+  /** The route table; order breaks ties between equally specific routes. Required. */
+  routes: readonly RouteOptions[];
+  /** Services by name. Required. */
+  services: Readonly<Record<string, ServiceOptions>>;
+  /** Trusted proxies in front of the gateway: false (none), a hop count, or a list of addresses/CIDRs. `true` is refused. Default false. */
+  trustProxy?: TrustProxy;
+  /** Headers only the gateway may set upstream; removed from every client request, `-`/`_` spellings alike. Default `['x-user-id', 'x-user-roles', 'x-consumer-id']`. */
+  identityHeaders?: readonly string[];
+  /** Default largest request body in bytes, or false for no limit. Default 10485760 (10 MiB). */
+  bodyLimit?: number | false;
+  /** Builds the per-route stages that run between matching and the proxy (auth, limits, cache, breaker). Called once per route at creation. Default: none. */
+  stages?: (route: RouteInfo) => readonly Middleware[];
+  /** Where proxy failures are logged. Default: silent. */
+  logger?: Logger;
+}
+
+/** A request augmented by the router. */
+export type RoutedRequest = IncomingMessage & {
+  id?: string;
+  body?: unknown;
+  originalUrl?: string;
+};
