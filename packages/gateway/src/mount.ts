@@ -4,7 +4,8 @@ interface Layer {
   handle: unknown;
   route?: unknown;
   path?: string;
-  match(path: string): boolean;
+  /** Express 5 (router 2): a match object or false. Express 4: a boolean, setting `path`. */
+  match(path: string): boolean | { path: string };
 }
 
 /** An Express app as far as mount discovery needs it (Express 4 and 5). */
@@ -55,8 +56,10 @@ export function findMount(
   const stack = stackOf(app);
   if (!stack) return undefined;
   for (const layer of stack) {
-    if (layer.route || typeof layer.match !== 'function' || !layer.match(pathname)) continue;
-    const matched = layer.path ?? '';
+    if (layer.route || typeof layer.match !== 'function') continue;
+    const m = layer.match(pathname);
+    if (!m) continue;
+    const matched = (typeof m === 'object' ? m.path : layer.path) ?? '';
     if (layer.handle === target) return base + matched;
     if (stackOf(layer.handle)) {
       const rest = pathname.slice(matched.length);
