@@ -195,8 +195,17 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       const ex = exchangeOf(req);
       if (!ex) return;
       ex.proxyReq = proxyReq;
-      proxyReq.once('upgrade', () => {
+      proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Duplex) => {
         ex.upgraded = true;
+        // The proxy pipes the two sockets but only passes on a clean end: tie their lives
+        // together so neither side is left open when the other is destroyed.
+        const client = ex.socket!;
+        sockets.add(upstream);
+        upstream.once('close', () => {
+          sockets.delete(upstream);
+          client.destroy();
+        });
+        client.once('close', () => upstream.destroy());
       });
     },
     proxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) {
@@ -208,7 +217,8 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       // A body cut off by the upstream must reach the client as an unclean end.
       setExchange(proxyRes, ex);
       proxyRes.on('error', onUpstreamBodyError);
-      res.writeHead(
+      writeHead(
+        res,
         proxyRes.statusCode ?? 502,
         responseHeaders(proxyRes.rawHeaders, ex.route.responseHeaders),
       );
@@ -372,6 +382,29 @@ export function createUpgradeResponse(req: IncomingMessage, socket: Duplex): Ser
   res.shouldKeepAlive = false;
   res.once('finish', () => socket.end());
   return res;
+}
+
+/**
+ * Writes the response head from a flat [name, value, …] list. Node's writeHead() replaces
+ * rather than appends repeated names when headers were set before (the request id, a host
+ * app's helmet or cors), which would drop all Set-Cookie headers but the last.
+ */
+function writeHead(res: ServerResponse, status: number, headers: string[]): void {
+  if (res.getHeaderNames().length === 0) {
+    res.writeHead(status, headers);
+    return;
+  }
+  let replaced: Set<string> | undefined;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    const lower = name.toLowerCase();
+    if (!(replaced ??= new Set()).has(lower)) {
+      replaced.add(lower);
+      res.removeHeader(name);
+    }
+    res.appendHeader(name, headers[i + 1]!);
+  }
+  res.writeHead(status);
 }
 
 function onSocketError(this: Duplex): void {
