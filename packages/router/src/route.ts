@@ -18,31 +18,56 @@ export interface CompiledRoute extends TableRoute {
   readonly responseHeaders: CompiledTransform | undefined;
 }
 
+/** A host pattern split once: the name (lower case, `*.` kept) and the port when given. */
+function splitHost(host: string): { name: string; port: string | undefined } {
+  // Bracketed IPv6 literals keep their colons; otherwise the last colon starts the port.
+  const colon = host.lastIndexOf(':');
+  if (colon === -1 || host.endsWith(']')) return { name: host.toLowerCase(), port: undefined };
+  return { name: host.slice(0, colon).toLowerCase(), port: host.slice(colon + 1) };
+}
+
 function compileHost(
   host: string | readonly string[] | undefined,
 ): ((req: IncomingMessage) => boolean) | undefined {
   if (host === undefined) return undefined;
-  const list = typeof host === 'string' ? [host] : host;
-  const exact = new Set(list.filter((h) => !h.startsWith('*.')));
-  const suffixes = list.filter((h) => h.startsWith('*.')).map((h) => h.slice(1));
+  const patterns = (typeof host === 'string' ? [host] : host).map(splitHost);
+  // A pattern without a port matches any port; one with a port only that port.
+  const exact = patterns.filter((p) => !p.name.startsWith('*.'));
+  const suffixes = patterns
+    .filter((p) => p.name.startsWith('*.'))
+    .map((p) => ({ suffix: p.name.slice(1), port: p.port }));
   return (req) => {
     const raw = req.headers.host;
     if (raw === undefined) return false;
-    let name = raw.toLowerCase();
-    if (exact.has(name)) return true;
-    const colon = name.lastIndexOf(':');
-    if (colon !== -1 && !name.endsWith(']')) name = name.slice(0, colon);
-    if (exact.has(name)) return true;
-    for (const s of suffixes) if (name.length > s.length && name.endsWith(s)) return true;
+    const { name, port } = splitHost(raw);
+    for (const p of exact) {
+      if (p.name === name && (p.port === undefined || p.port === port)) return true;
+    }
+    for (const s of suffixes) {
+      if (
+        name.length > s.suffix.length &&
+        name.endsWith(s.suffix) &&
+        (s.port === undefined || s.port === port)
+      ) {
+        return true;
+      }
+    }
     return false;
   };
+}
+
+/** A RegExp without the g and y flags: those make test() stateful across requests. */
+function stateless(re: RegExp): RegExp {
+  return re.global || re.sticky ? new RegExp(re.source, re.flags.replace(/[gy]/g, '')) : re;
 }
 
 function compileHeaders(
   headers: Readonly<Record<string, string | RegExp>> | undefined,
 ): ((req: IncomingMessage) => boolean) | undefined {
   if (headers === undefined) return undefined;
-  const checks = Object.entries(headers);
+  const checks = Object.entries(headers).map(
+    ([name, want]) => [name, typeof want === 'string' ? want : stateless(want)] as const,
+  );
   return (req) => {
     for (const [name, want] of checks) {
       const got = req.headers[name];
@@ -67,7 +92,8 @@ function compileStripPrefix(route: RouteOptions, path: string): Rewrite {
   const pattern = splitPath(route.path);
   const strip = splitPath(prefix);
   strip.forEach((seg, i) => {
-    if (pattern[i] !== seg) {
+    // Only literal segments: a param or wildcard would strip different text per request.
+    if (pattern[i] !== seg || seg.startsWith(':') || seg === '*' || seg === '**') {
       throw new ConfigError(path, `a prefix of the route's literal path "${route.path}"`, prefix);
     }
   });
