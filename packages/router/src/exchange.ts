@@ -15,6 +15,8 @@ export class Exchange {
   /** For WebSocket upgrades: the client socket and the bytes read past the request head. */
   socket: Duplex | undefined = undefined;
   head: Buffer | undefined = undefined;
+  /** The upstream request path, when the proxy's own URL join would alter it (`http:/`). */
+  path: string | undefined = undefined;
   /** For WebSocket upgrades: the upstream accepted; the socket now carries frames. */
   upgraded = false;
 

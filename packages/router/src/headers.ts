@@ -19,19 +19,30 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 ]);
 
 /** Client headers that name forwarding hops; replaced by what the gateway computes. */
-const FORWARDING = ['forwarded', 'x-real-ip', 'x_real_ip'];
+const FORWARDING = ['forwarded', 'x-real-ip'];
 
-/** Every `-`/`_` spelling of a header name: `x-user-id` → `x-user-id`, `x_user_id`, `x-user_id`, … */
+/** Framing headers: never removed because `Connection` names them (the body limit relies on them). */
+const FRAMING = new Set(['host', 'content-length', 'transfer-encoding']);
+
+/**
+ * A header name with `_` read as `-`, lower case: the name many servers (CGI, nginx with
+ * `underscores_in_headers`, some frameworks) will see. Hygiene compares these.
+ */
+export function canonicalName(name: string): string {
+  const lower = name.toLowerCase();
+  return lower.indexOf('_') === -1 ? lower : lower.replace(/_/g, '-');
+}
+
+/**
+ * Every `-`/`_` spelling of a header name: `x-user-id` → `x-user-id`, `x_user_id`,
+ * `x-user_id`, … Past six separators only the two uniform spellings (the list would double
+ * per separator); hygiene itself compares {@link canonicalName}s and needs no list.
+ */
 export function spellings(name: string): string[] {
   const parts = name.toLowerCase().split(/[-_]/);
+  if (parts.length > 7) return [parts.join('-'), parts.join('_')];
   let out = [parts[0]!];
-  for (const part of parts.slice(1)) {
-    if (out.length >= 64) {
-      // Past six separators, keep the two uniform spellings only.
-      return [...new Set([...out.map((p) => `${p}-${part}`), parts.join('_'), parts.join('-')])];
-    }
-    out = out.flatMap((p) => [`${p}-${part}`, `${p}_${part}`]);
-  }
+  for (const part of parts.slice(1)) out = out.flatMap((p) => [`${p}-${part}`, `${p}_${part}`]);
   return out;
 }
 
@@ -92,7 +103,7 @@ export function createHygiene(options: {
   const trust = compileTrust(options.trustProxy);
   const strip = new Set<string>([...HOP_BY_HOP, ...FORWARDING, 'expect']);
   strip.delete('transfer-encoding'); // kept, normalised below: the body stays framed upstream
-  for (const name of options.identityHeaders) for (const s of spellings(name)) strip.add(s);
+  for (const name of options.identityHeaders) strip.add(canonicalName(name));
   const keepForUpgrade = new Set(['connection', 'upgrade']);
 
   return function hygiene(req: IncomingMessage, upgrade: boolean): void {
@@ -120,14 +131,15 @@ export function createHygiene(options: {
     const connection = h.connection;
     if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close') {
       for (const name of tokens(connection)) {
-        if (name !== 'host' && !(upgrade && keepForUpgrade.has(name))) delete h[name];
+        if (!FRAMING.has(name) && !(upgrade && keepForUpgrade.has(name))) delete h[name];
       }
     }
     for (const name in h) {
+      // Node lower-cases names; `_` spellings are compared as `-`.
+      const canon = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
       if (
-        (strip.has(name) && !(upgrade && keepForUpgrade.has(name))) ||
-        name.startsWith('x-forwarded') ||
-        name.startsWith('x_forwarded')
+        (strip.has(canon) && !(upgrade && keepForUpgrade.has(canon))) ||
+        canon.startsWith('x-forwarded')
       ) {
         delete h[name];
       }
@@ -188,11 +200,13 @@ export function transformRequest(h: IncomingHttpHeaders, t: CompiledTransform): 
 /**
  * The upstream response's headers as sent to the client: hop-by-hop headers and those named
  * in its `Connection` removed, the route's transform applied. Keeps the upstream's spelling
- * and repeated headers (Set-Cookie) as they were.
+ * and repeated headers (Set-Cookie) as they were. With `ownRequestId`, the upstream's
+ * `X-Request-ID` is dropped: the client gets the id the gateway gave the request.
  */
 export function responseHeaders(
   raw: readonly string[],
   t: CompiledTransform | undefined,
+  ownRequestId = false,
 ): string[] {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -206,6 +220,7 @@ export function responseHeaders(
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || named?.has(lower) || t?.drop.has(lower)) continue;
+    if (ownRequestId && lower === 'x-request-id') continue;
     out.push(name, raw[i + 1]!);
   }
   if (t) {

@@ -8,12 +8,13 @@ export {
   proxySettingsShape,
   routerShape,
   checkRouteServices,
+  checkRouterConfig,
 } from './options';
 export type { ParsedRouterOptions } from './options';
 /** The path policy, usable alone: the normalised path, or undefined when refused. */
 export { checkPath } from './path-policy';
 /** Header hygiene building blocks. */
-export { HOP_BY_HOP, spellings, compileTrust } from './headers';
+export { HOP_BY_HOP, canonicalName, spellings, compileTrust } from './headers';
 /** Upstream failure → gateway error: the one table. */
 export { upstreamError, CONNECT_TIMEOUT } from './upstream-errors';
 export type {

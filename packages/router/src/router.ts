@@ -188,13 +188,15 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     proxyReq(proxyReq: ClientRequest, req: IncomingMessage) {
       const ex = exchangeOf(req);
       if (!ex) return;
-      if (ex.settled) proxyReq.destroy();
-      else ex.proxyReq = proxyReq;
+      if (ex.settled) return void proxyReq.destroy();
+      ex.proxyReq = proxyReq;
+      if (ex.path !== undefined) proxyReq.path = ex.path;
     },
     proxyReqWs(proxyReq: ClientRequest, req: IncomingMessage) {
       const ex = exchangeOf(req);
       if (!ex) return;
       ex.proxyReq = proxyReq;
+      if (ex.path !== undefined) proxyReq.path = ex.path;
       proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Duplex) => {
         ex.upgraded = true;
         // The proxy pipes the two sockets but only passes on a clean end: tie their lives
@@ -220,7 +222,11 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       writeHead(
         res,
         proxyRes.statusCode ?? 502,
-        responseHeaders(proxyRes.rawHeaders, ex.route.responseHeaders),
+        responseHeaders(
+          proxyRes.rawHeaders,
+          ex.route.responseHeaders,
+          (req as RoutedRequest).id !== undefined,
+        ),
       );
       proxyRes.pipe(res);
     },
@@ -253,6 +259,9 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
         const path = q === -1 ? url : url.slice(0, q);
         req.url = route.rewrite(path, ex.segments) + (q === -1 ? '' : url.slice(q));
       }
+      // http-proxy's URL join turns "http:/" inside a path into "http://": send the path as
+      // checked. (The header is written lazily, so setting proxyReq.path in time works.)
+      if (req.url!.indexOf(':/') !== -1) ex.path = target.path + req.url!;
       if (route.requestHeaders !== undefined) transformRequest(h, route.requestHeaders);
       const id = (req as RoutedRequest).id;
       if (id !== undefined) h['x-request-id'] = id;
