@@ -15,7 +15,7 @@ export interface Target {
   readonly protocol: 'http:' | 'https:';
   /** Host name without brackets, e.g. `10.0.0.1` or `::1`. */
   readonly hostname: string;
-  /** `hostname:port` as sent in `Host`, IPv6 in brackets. */
+  /** The `Host` header sent upstream: IPv6 in brackets, the port only when not the default. */
   readonly host: string;
   readonly port: number;
   /** Base path prepended to every forwarded path; empty for `/`. */
@@ -65,7 +65,7 @@ export function parseTarget(input: unknown, path: string): Target {
     weight,
     protocol: parsed.protocol,
     hostname,
-    host: `${parsed.hostname}:${port}`,
+    host: parsed.host,
     port,
     path: base,
   });
