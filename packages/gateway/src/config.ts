@@ -10,7 +10,7 @@ import {
 } from '@turnpike/core';
 import type { StrategyName } from '@turnpike/balancer';
 import {
-  checkRouteServices,
+  checkRouterConfig,
   proxySettingsShape,
   routerShape,
   type ProxySettings,
@@ -73,6 +73,6 @@ const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
  */
 export function validateConfig(config: unknown): GatewayConfig {
   const parsed = gatewayConfig(config, '');
-  checkRouteServices(parsed.routes, parsed.services);
+  checkRouterConfig(parsed);
   return parsed;
 }

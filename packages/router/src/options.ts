@@ -14,6 +14,8 @@ import {
   type Shape,
   type Target,
 } from '@turnpike/core';
+import { compileTrust } from './headers';
+import { compileRoute } from './route';
 import type {
   AgentOptions,
   HeaderTransform,
@@ -151,7 +153,7 @@ const routeOptions = object<RouteOptions>(
       pattern: /^\/[^/]+(?:\/[^/]+)*$/,
       expected: 'a path prefix starting with "/" and not ending with "/", e.g. "/users"',
     }),
-    rewrite: routePath,
+    rewrite: patternPath,
     requestHeaders: headerTransform,
     responseHeaders: headerTransform,
     bodyLimit: bytes,
@@ -222,10 +224,28 @@ export function checkRouteServices(
   });
 }
 
+/**
+ * The checks that need more than one field: each route names a configured service, the
+ * trusted proxies parse, and each route compiles (its rewrite fits its path). Cheap and
+ * without side effects: the gateway's validateConfig runs it too, so both refuse the same.
+ */
+export function checkRouterConfig(
+  config: Pick<RouterOptions, 'routes' | 'trustProxy' | 'bodyLimit'> & {
+    services: Readonly<Record<string, unknown>>;
+  },
+  path = '',
+): void {
+  checkRouteServices(config.routes, config.services, join(path, 'routes'));
+  compileTrust(config.trustProxy ?? DEFAULTS.trustProxy, join(path, 'trustProxy'));
+  config.routes.forEach((route, i) =>
+    compileRoute(route, i, config.bodyLimit ?? DEFAULTS.bodyLimit),
+  );
+}
+
 /** Validates router options; throws a ConfigError naming the field. The input is never modified. */
 export function parseRouterOptions(options: unknown, path = ''): ParsedRouterOptions {
   const parsed = object<RouterOptions>(routerShape, ['routes', 'services'])(options, path);
-  checkRouteServices(parsed.routes, parsed.services, join(path, 'routes'));
+  checkRouterConfig(parsed, path);
   return {
     routes: parsed.routes as RouteOptions[],
     services: parsed.services,
