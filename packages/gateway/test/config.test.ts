@@ -1,0 +1,243 @@
+import { deepFreeze, isConfigError, type ConfigError } from '@turnpike/core';
+import { validateConfig } from '@turnpike/gateway';
+
+function configErrorOf(check: () => unknown): ConfigError {
+  try {
+    check();
+  } catch (err) {
+    expect(isConfigError(err)).toBe(true);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError, but nothing was thrown');
+}
+
+/** A complete, valid config; a new object on every call. */
+function validConfig() {
+  return {
+    services: {
+      users: {
+        targets: ['http://10.0.0.1:8001', { url: 'http://10.0.0.2:8001', weight: 2 }],
+        balancer: 'round-robin' as const,
+        timeoutMs: 10_000,
+        agent: { maxSockets: 10 },
+      },
+      orders: { targets: ['https://orders.internal'] },
+    },
+    routes: [
+      {
+        path: '/users/**',
+        service: 'users',
+        methods: ['GET', 'POST'],
+        stripPrefix: '/users',
+        requestHeaders: { set: { 'x-from': 'gateway' }, remove: ['x-debug'] },
+      },
+      { path: '/orders/:id', service: 'orders', headers: { 'x-tenant': 'acme' } },
+    ],
+    trustProxy: ['10.0.0.0/8'],
+    identityHeaders: ['x-user-id'],
+    bodyLimit: 1024,
+  };
+}
+
+/** The field path of the ConfigError thrown for `config`. */
+function refusedAt(config: unknown): string {
+  return configErrorOf(() => validateConfig(config)).path;
+}
+
+describe('validateConfig', () => {
+  it('accepts a valid config and returns its fields', () => {
+    const config = validConfig();
+    expect(validateConfig(config)).toEqual(config);
+  });
+
+  it('returns a copy, not the caller’s object', () => {
+    const config = validConfig();
+    const out = validateConfig(config);
+    expect(out).not.toBe(config);
+    expect(out.routes).not.toBe(config.routes);
+    expect(out.services).not.toBe(config.services);
+  });
+
+  it('never modifies the caller’s object', () => {
+    const config = validConfig();
+    const before = structuredClone(config);
+    validateConfig(config);
+    expect(config).toEqual(before);
+  });
+
+  it('never modifies the caller’s object when it refuses it', () => {
+    const config = { ...validConfig(), bodyLimit: -5 };
+    const before = structuredClone(config);
+    configErrorOf(() => validateConfig(config));
+    expect(config).toEqual(before);
+  });
+
+  it('accepts a deep-frozen config', () => {
+    const config = deepFreeze(validConfig());
+    expect(validateConfig(config)).toEqual(validConfig());
+  });
+
+  it('refuses an unknown top-level key, naming it', () => {
+    const error = configErrorOf(() => validateConfig({ ...validConfig(), rotues: [] }));
+    expect(error.path).toBe('rotues');
+    expect(error.message).toContain('rotues');
+  });
+
+  it('refuses the router-only stages option at the top level', () => {
+    expect(refusedAt({ ...validConfig(), stages: () => [] })).toBe('stages');
+  });
+
+  it('refuses a config without services', () => {
+    const config: Record<string, unknown> = validConfig();
+    delete config.services;
+    expect(refusedAt(config)).toBe('services');
+  });
+
+  it('refuses a config without routes', () => {
+    const config: Record<string, unknown> = validConfig();
+    delete config.routes;
+    expect(refusedAt(config)).toBe('routes');
+  });
+
+  it('refuses an empty services map', () => {
+    const error = configErrorOf(() => validateConfig({ ...validConfig(), services: {} }));
+    expect(error.path).toBe('services');
+    expect(error.expected).toBe('at least 1 entry');
+  });
+
+  test.each<[string, Record<string, unknown>, string]>([
+    ['services as an array', { services: [] }, 'services'],
+    ['routes as an object', { routes: {} }, 'routes'],
+    ['bodyLimit as a string', { bodyLimit: '10mb' }, 'bodyLimit'],
+    ['trustProxy as a string', { trustProxy: 'loopback' }, 'trustProxy'],
+    ['identityHeaders as a string', { identityHeaders: 'x-user-id' }, 'identityHeaders'],
+    ['logger without methods', { logger: {} }, 'logger'],
+  ])('refuses %s, naming the field', (_label, override, path) => {
+    expect(refusedAt({ ...validConfig(), ...override })).toBe(path);
+  });
+
+  test.each<[string, Record<string, unknown>, string]>([
+    ['timeoutMs as a string', { timeoutMs: '5000' }, 'services.users.timeoutMs'],
+    ['timeoutMs of 0', { timeoutMs: 0 }, 'services.users.timeoutMs'],
+    ['preserveHost as a string', { preserveHost: 'yes' }, 'services.users.preserveHost'],
+    ['an unknown balancer', { balancer: 'random' }, 'services.users.balancer'],
+    ['an unknown agent key', { agent: { sockets: 1 } }, 'services.users.agent.sockets'],
+    ['targets as a string', { targets: 'http://h' }, 'services.users.targets'],
+    ['an empty target list', { targets: [] }, 'services.users.targets'],
+    ['the router’s target field', { target: 'http://h' }, 'services.users.target'],
+  ])('refuses a service with %s, naming the field', (_label, override, path) => {
+    const config = validConfig();
+    const users = { ...config.services.users, ...override };
+    expect(refusedAt({ ...config, services: { ...config.services, users } })).toBe(path);
+  });
+
+  it('refuses a route naming an unknown service at routes[0].service', () => {
+    const config = validConfig();
+    config.routes[0]!.service = 'accounts';
+    const error = configErrorOf(() => validateConfig(config));
+    expect(error.path).toBe('routes[0].service');
+    expect(error.message).toContain('"accounts"');
+    expect(error.message).toContain('one of users, orders');
+  });
+
+  it('refuses a route with a bad path, naming the route', () => {
+    const config = validConfig();
+    config.routes[1]!.path = '/orders/**/x';
+    expect(refusedAt(config)).toBe('routes[1].path');
+  });
+
+  it('refuses a bad target URL, naming services.users.targets[1]', () => {
+    const config = validConfig();
+    config.services.users.targets[1] = 'ftp://10.0.0.2';
+    const error = configErrorOf(() => validateConfig(config));
+    expect(error.path).toBe('services.users.targets[1]');
+    expect(error.message).toContain('services.users.targets[1]');
+    expect(error.message).toContain('"ftp://10.0.0.2"');
+  });
+
+  it('refuses a target URL with credentials', () => {
+    const config = validConfig();
+    config.services.users.targets[0] = 'http://admin:secret@10.0.0.1';
+    expect(refusedAt(config)).toBe('services.users.targets[0]');
+  });
+
+  it('refuses a bad { url } target, naming its url field', () => {
+    const config = validConfig();
+    config.services.users.targets[1] = { url: 'not a url', weight: 2 };
+    expect(refusedAt(config)).toBe('services.users.targets[1].url');
+  });
+
+  it('refuses a bad target weight, naming its weight field', () => {
+    const config = validConfig();
+    config.services.users.targets[1] = { url: 'http://10.0.0.2', weight: 0 };
+    expect(refusedAt(config)).toBe('services.users.targets[1].weight');
+  });
+
+  it('refuses a service name with a slash', () => {
+    const config = validConfig();
+    expect(
+      refusedAt({ ...config, services: { ...config.services, 'a/b': config.services.orders } }),
+    ).toBe('services.a/b');
+  });
+
+  test.each<[string, string, string]>([
+    [
+      'at the top level',
+      '{"__proto__": {"polluted": true}, "services": {"s": {"targets": ["http://h"]}}, "routes": []}',
+      '__proto__',
+    ],
+    [
+      'as a service name',
+      '{"services": {"s": {"targets": ["http://h"]}, "__proto__": {"targets": ["http://h"]}}, "routes": []}',
+      'services.__proto__',
+    ],
+    [
+      'in a service',
+      '{"services": {"s": {"targets": ["http://h"], "__proto__": {}}}, "routes": []}',
+      'services.s.__proto__',
+    ],
+    [
+      'in a route',
+      '{"services": {"s": {"targets": ["http://h"]}}, "routes": [{"path": "/", "service": "s", "__proto__": {}}]}',
+      'routes[0].__proto__',
+    ],
+    [
+      'in a target object',
+      '{"services": {"s": {"targets": [{"url": "http://h", "__proto__": {}}]}}, "routes": []}',
+      'services.s.targets[0].__proto__',
+    ],
+    [
+      'in a header transform',
+      '{"services": {"s": {"targets": ["http://h"]}}, "routes": [{"path": "/", "service": "s", "requestHeaders": {"set": {"__proto__": "x"}}}]}',
+      'routes[0].requestHeaders.set.__proto__',
+    ],
+  ])('refuses a __proto__ key %s', (_label, json, path) => {
+    expect(refusedAt(JSON.parse(json))).toBe(path);
+  });
+
+  test.each(['constructor', 'prototype'])('refuses a top-level %s key', (key) => {
+    const config = JSON.parse(
+      `{"services": {"s": {"targets": ["http://h"]}}, "routes": [], "${key}": {}}`,
+    ) as unknown;
+    expect(refusedAt(config)).toBe(key);
+  });
+
+  test.each(['constructor', 'prototype'])('refuses a service named %s', (key) => {
+    const config = JSON.parse(
+      `{"services": {"${key}": {"targets": ["http://h"]}}, "routes": []}`,
+    ) as unknown;
+    expect(refusedAt(config)).toBe(`services.${key}`);
+  });
+
+  it('does not pollute Object.prototype through a __proto__ key', () => {
+    const config = JSON.parse(
+      '{"services": {"s": {"targets": ["http://h"], "__proto__": {"pollutedByConfigTest": 1}}}, "routes": []}',
+    ) as unknown;
+    configErrorOf(() => validateConfig(config));
+    expect(({} as Record<string, unknown>).pollutedByConfigTest).toBeUndefined();
+  });
+
+  it('refuses a config that is not an object', () => {
+    expect(refusedAt('services: {}')).toBe('(root)');
+  });
+});
