@@ -21,6 +21,8 @@ export interface Gateway extends express.Router {
   close(): Promise<void>;
 }
 
+function noop(): void {}
+
 /**
  * Creates the gateway from a config, validated here: a config that cannot work throws a
  * ConfigError naming the field. Everything per route is compiled now, not per request.
@@ -52,11 +54,20 @@ export function createGateway(config: GatewayConfig): Gateway {
     logger: cfg.logger,
   });
 
-  const gateway = express.Router() as Gateway;
-  gateway.use(function turnpikeGateway(req: IncomingMessage, res: ServerResponse) {
+  function turnpikeGateway(req: IncomingMessage, res: ServerResponse): void {
     assignRequestId(req, res);
-    router(req, res, () => {});
-  });
+    router(req, res, noop);
+  }
+  // An express Router whose only layer is the gateway. Express calls the gateway function
+  // itself, which skips the router's layer walk (matching, prefix trimming, next()) while
+  // the router's stack holds nothing else; Router methods still work through the prototype.
+  const inner = express.Router();
+  inner.use(turnpikeGateway);
+  const gateway = function gateway(req: IncomingMessage, res: ServerResponse, next: () => void) {
+    if (inner.stack.length === 1) turnpikeGateway(req, res);
+    else inner(req as express.Request, res as express.Response, next);
+  } as unknown as Gateway;
+  Object.setPrototypeOf(gateway, inner);
 
   const attached: [Server, (req: IncomingMessage, socket: Duplex, head: Buffer) => void][] = [];
   let closed = false;

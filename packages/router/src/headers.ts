@@ -211,8 +211,10 @@ export function responseHeaders(
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
+      const value = raw[i + 1]!;
+      if (value === 'keep-alive' || value === 'close') continue; // names no other header
       named ??= new Set();
-      for (const token of tokens(raw[i + 1])) named.add(token);
+      for (const token of tokens(value)) named.add(token);
     }
   }
   const out: string[] = [];

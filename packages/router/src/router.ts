@@ -289,7 +289,7 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
         return;
       }
       ex.timer = setTimeout(onDeadline, service.timeoutMs, res);
-      res.once('close', onResClose);
+      res.on('close', onResClose); // res is this request's alone: no once() wrapper
       server.web(req, res, options, onProxyError);
     };
   }
@@ -399,17 +399,21 @@ export function createUpgradeResponse(req: IncomingMessage, socket: Duplex): Ser
  * app's helmet or cors), which would drop all Set-Cookie headers but the last.
  */
 function writeHead(res: ServerResponse, status: number, headers: string[]): void {
-  if (res.getHeaderNames().length === 0) {
+  const preset = res.getHeaderNames();
+  if (preset.length === 0) {
     res.writeHead(status, headers);
     return;
   }
-  let replaced: Set<string> | undefined;
+  // An upstream header replaces one set before (its first occurrence removes the old value),
+  // its repeats are appended.
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
-    const lower = name.toLowerCase();
-    if (!(replaced ??= new Set()).has(lower)) {
-      replaced.add(lower);
-      res.removeHeader(name);
+    if (preset.length !== 0) {
+      const at = preset.indexOf(name.toLowerCase());
+      if (at !== -1) {
+        res.removeHeader(name);
+        preset.splice(at, 1);
+      }
     }
     res.appendHeader(name, headers[i + 1]!);
   }
