@@ -2,8 +2,10 @@
 # Proves the packed packages install and work in a fresh Express 5 app outside the repo:
 #   build -> npm pack the four packages -> npm install the tarballs into a new project ->
 #   run an ESM and a CJS smoke test through the gateway -> type-check .mts and .cts consumers.
-# Usage: npm run pack:check    (KEEP_TMP=1 keeps the temp dirs for inspection)
+# Usage: npm run pack:check    (KEEP_TMP=1 keeps the temp dirs for inspection;
+#        EXPRESS=4 checks against Express 4 instead of 5)
 set -euo pipefail
+EXPRESS="${EXPRESS:-5}"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PACKAGES=(core balancer router gateway)
@@ -16,7 +18,7 @@ finish() {
   local rc=$?
   if [[ $rc -eq 0 ]]; then
     echo
-    echo "pack-check: PASS (4 tarballs installed into a fresh Express 5 app; ESM, CJS and types OK)"
+    echo "pack-check: PASS (4 tarballs installed into a fresh Express ${EXPRESS} app; ESM, CJS and types OK)"
   else
     echo
     echo "pack-check: FAIL at step: ${STEP} (exit ${rc})" >&2
@@ -71,7 +73,7 @@ step "fresh project in ${APP_DIR}: npm init + npm install"
 cd "${APP_DIR}"
 npm init -y >/dev/null
 npm install --no-audit --no-fund --loglevel=error \
-  express@5 "${TARBALLS[@]}" typescript@5.9.3 @types/express@5 @types/node@20
+  express@"${EXPRESS}" "${TARBALLS[@]}" typescript@5.9.3 @types/express@"${EXPRESS}" @types/node@20
 
 # Every @turnpike package must be the packed one, once, at the top level (no registry copy,
 # no nested duplicate).

@@ -289,6 +289,7 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
         return;
       }
       ex.timer = setTimeout(onDeadline, service.timeoutMs, res);
+      ex.timer.unref(); // the sockets keep the process up while the request is live
       res.on('close', onResClose); // res is this request's alone: no once() wrapper
       server.web(req, res, options, onProxyError);
     };
