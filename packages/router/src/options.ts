@@ -15,6 +15,7 @@ import {
   type Target,
 } from '@turnpike/core';
 import { compileTrust } from './headers';
+import { checkPath } from './path-policy';
 import { compileRoute } from './route';
 import type {
   AgentOptions,
@@ -115,16 +116,34 @@ function patternPath(value: unknown, path: string): string {
         s,
         '"/users/:id/orders/**"',
       );
+    } else if (checkPath(`/${seg}`) !== `/${seg}`) {
+      // Request paths are normalised before matching (%41 -> A, %2a -> %2A): a segment
+      // written otherwise could never match.
+      throw new ConfigError(
+        path,
+        'segments written as the path policy forwards them: unreserved characters unescaped, other escapes in upper case',
+        s,
+        '"/caf%C3%A9" rather than "/caf%c3%a9", "/a" rather than "/%61"',
+      );
     }
   });
   return s;
 }
 
-const hostPattern = string({
+const hostName = string({
   pattern:
-    /^(?:\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(?::\d{1,5})?$/,
-  expected: 'a lower-case host name, optionally "*." in front, e.g. "api.example.com"',
+    /^(?:\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(?::[1-9]\d{0,4})?$/,
+  expected:
+    'a lower-case host name, optionally "*." in front and ":port" after, e.g. "api.example.com" or "*.example.com:8443"',
 });
+const hostPattern: Check<string> = (value, path) => {
+  const s = hostName(value, path);
+  const colon = s.lastIndexOf(':');
+  if (colon !== -1 && Number(s.slice(colon + 1)) > 65535) {
+    throw new ConfigError(path, 'a port from 1 to 65535', s);
+  }
+  return s;
+};
 
 const headerMatchers: Check<Record<string, string | RegExp>> = (value, path) => {
   const out = record<string | RegExp>((v, p) => {
@@ -238,7 +257,7 @@ export function checkRouterConfig(
   checkRouteServices(config.routes, config.services, join(path, 'routes'));
   compileTrust(config.trustProxy ?? DEFAULTS.trustProxy, join(path, 'trustProxy'));
   config.routes.forEach((route, i) =>
-    compileRoute(route, i, config.bodyLimit ?? DEFAULTS.bodyLimit),
+    compileRoute(route, i, config.bodyLimit ?? DEFAULTS.bodyLimit, join(path, 'routes')),
   );
 }
 

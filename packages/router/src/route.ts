@@ -148,8 +148,9 @@ export function compileRoute(
   route: RouteOptions,
   index: number,
   defaultBodyLimit: number | false,
+  at = 'routes',
 ): CompiledRoute {
-  const path = `routes[${index}]`;
+  const path = `${at}[${index}]`;
   if (route.stripPrefix !== undefined && route.rewrite !== undefined) {
     throw new ConfigError(
       `${path}.rewrite`,

@@ -33,7 +33,11 @@ export interface AgentOptions {
 
 /** How the proxy talks to one service. Shared with the gateway's service config. */
 export interface ProxySettings {
-  /** Total deadline for one request, from routing to the last byte of the response, in ms. Default 30000. */
+  /**
+   * Total deadline for one request, in ms: from the proxy stage (after the route's stages)
+   * to the last byte of the response; a trickling upstream cannot outlive it. 504 before the
+   * response head, an unclean end after it. Not applied to WebSockets. Default 30000.
+   */
   timeoutMs?: number;
   /** Deadline for opening a connection to a target, in ms. Default 5000. */
   connectTimeoutMs?: number;

@@ -246,6 +246,8 @@ describe('parseRouterOptions: path patterns', () => {
     ['a param name starting with a digit', '/users/:1d'],
     ['"**" glued to text', '/static**'],
     ['a lower-case escape', '/caf%c3%a9'],
+    ['an escaped unreserved character, which requests never carry after normalising', '/%61dmin'],
+    ['an escaped slash, which the path policy refuses in requests', '/a%2Fb'],
   ])('refuses a path with %s', (_label, path) => {
     const error = configErrorOf(() => parseRouterOptions(withRoute({ path })));
     expect(error.path).toBe('routes[0].path');
@@ -287,6 +289,17 @@ describe('parseRouterOptions: other route fields', () => {
 
   it('refuses an upper-case host', () => {
     expect(refusedAt(withRoute({ host: 'API.example.com' }))).toBe('routes[0].host');
+  });
+
+  test.each(['api.example.com:0', 'api.example.com:65536', 'api.example.com:99999', 'a.test:080'])(
+    'refuses the host %j (port not from 1 to 65535 as written)',
+    (host) => {
+      expect(refusedAt(withRoute({ host }))).toBe('routes[0].host');
+    },
+  );
+
+  it('accepts a host with a port', () => {
+    expect(() => parseRouterOptions(withRoute({ host: '*.example.com:8443' }))).not.toThrow();
   });
 
   it('refuses a host with a path', () => {
