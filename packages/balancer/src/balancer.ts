@@ -1,5 +1,14 @@
 import type { IncomingMessage } from 'node:http';
-import { ConfigError, array, parseTarget, type Target, type TargetInput } from '@turnpike/core';
+import {
+  ConfigError,
+  array,
+  object,
+  parseTarget,
+  string,
+  type Check,
+  type Target,
+  type TargetInput,
+} from '@turnpike/core';
 import { strategies, type StrategyFactory, type StrategyName } from './strategy';
 
 /** Options of {@link createBalancer}. */
@@ -24,6 +33,16 @@ export interface Balancer {
 
 const targetList = array(parseTarget, { min: 1 });
 
+// Shapes only; targets and strategy are parsed below with their own paths.
+const balancerOptions: Check<BalancerOptions> = object<BalancerOptions>(
+  {
+    name: string({ minLength: 1, expected: 'a non-empty service name' }),
+    targets: (v) => v as BalancerOptions['targets'],
+    strategy: (v) => v as BalancerOptions['strategy'],
+  },
+  ['targets'],
+);
+
 /** Parses and checks a target list; throws a ConfigError naming `path`. */
 export function parseTargets(value: unknown, path: string): Target[] {
   return targetList(value, path);
@@ -34,13 +53,14 @@ export function parseTargets(value: unknown, path: string): Target[] {
  * `createProxyMiddleware({ router: (req) => balancer.pick(req)?.url })`.
  */
 export function createBalancer(options: BalancerOptions, path = 'balancer'): Balancer {
-  if (typeof options !== 'object' || options === null) {
-    throw new ConfigError(path, 'an object with targets', options);
-  }
-  const name = options.name ?? 'service';
-  const targets = Object.freeze(parseTargets(options.targets, `${path}.targets`));
-  const factory = resolveStrategy(options.strategy, `${path}.strategy`);
+  const parsed = balancerOptions(options, path);
+  const name = parsed.name ?? 'service';
+  const targets = Object.freeze(parseTargets(parsed.targets, `${path}.targets`));
+  const factory = resolveStrategy(parsed.strategy, `${path}.strategy`);
   const strategy = factory(targets);
+  if (typeof strategy?.pick !== 'function') {
+    throw new ConfigError(`${path}.strategy`, 'a factory returning { pick(req) }', strategy);
+  }
   return {
     name,
     targets,

@@ -33,6 +33,20 @@ function picks(balancer: Balancer, n: number): (string | undefined)[] {
 }
 
 describe('createBalancer', () => {
+  it('refuses an unknown option key, naming it', () => {
+    const error = configErrorOf(() =>
+      createBalancer({ targets: ['http://a'], stratgy: 'round-robin' } as never),
+    );
+    expect(error.path).toBe('balancer.stratgy');
+  });
+
+  it('refuses a strategy factory that returns no pick()', () => {
+    const error = configErrorOf(() =>
+      createBalancer({ targets: ['http://a'], strategy: (() => ({})) as never }),
+    );
+    expect(error.path).toBe('balancer.strategy');
+  });
+
   it('picks the targets in turn, round-robin, by default', () => {
     const balancer = createBalancer({ targets: ['http://a', 'http://b', 'http://c'] });
     expect(picks(balancer, 7)).toEqual([
