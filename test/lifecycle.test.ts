@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import express from 'express';
 import request from 'supertest';
 import { createGateway, isConfigError, type GatewayConfig } from '@turnpike/gateway';
 import { startEcho, startGateway } from './helpers/servers';
@@ -41,6 +42,39 @@ it('close() leaves nothing open: the process exits on its own afterwards', async
   } finally {
     clearTimeout(timer);
     child.kill('SIGKILL');
+  }
+});
+
+it.each(['use', 'get', 'route'] as const)(
+  'refuses gateway.%s(): nothing added to the gateway could run',
+  async (method) => {
+    const gateway = createGateway({
+      services: { a: { targets: ['http://127.0.0.1:1'] } },
+      routes: [],
+    });
+    try {
+      expect(() => (gateway[method] as (p: string) => unknown)('/x')).toThrow(
+        new RegExp(`gateway\\.${method}\\(\\) is not supported`),
+      );
+    } finally {
+      await gateway.close();
+    }
+  },
+);
+
+it('is an express Router that Express calls directly', async () => {
+  const echo = await startEcho();
+  const gw = await startGateway({
+    services: { echo: { targets: [echo.url] } },
+    routes: [{ path: '/**', service: 'echo' }],
+  });
+  try {
+    expect(gw.gateway instanceof (express.Router as unknown as new () => unknown)).toBe(true);
+    const res = await request(gw.running.server).get('/api/x');
+    expect(res.status).toBe(200);
+  } finally {
+    await gw.close();
+    await echo.close();
   }
 });
 

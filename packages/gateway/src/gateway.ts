@@ -1,4 +1,4 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import express from 'express';
 import { createBalancer, type Balancer } from '@turnpike/balancer';
@@ -22,6 +22,9 @@ export interface Gateway extends express.Router {
 }
 
 function noop(): void {}
+
+/** The Router methods that add layers: refused on the gateway. */
+const ROUTER_METHODS = ['use', 'route', 'param', 'all', ...METHODS.map((m) => m.toLowerCase())];
 
 /**
  * Creates the gateway from a config, validated here: a config that cannot work throws a
@@ -54,20 +57,26 @@ export function createGateway(config: GatewayConfig): Gateway {
     logger: cfg.logger,
   });
 
-  function turnpikeGateway(req: IncomingMessage, res: ServerResponse): void {
+  // The gateway answers every request under its mount, so it is its own handler: Express
+  // calls it directly, with no router layer walk. It is shaped as an express Router (its
+  // prototype is one), but adding routes or middleware to it is refused: they could never
+  // run. Gateway-wide middleware goes on the host app before the gateway.
+  const gateway = function turnpikeGateway(req: IncomingMessage, res: ServerResponse): void {
     assignRequestId(req, res);
     router(req, res, noop);
-  }
-  // An express Router whose only layer is the gateway. Express calls the gateway function
-  // itself, which skips the router's layer walk (matching, prefix trimming, next()) while
-  // the router's stack holds nothing else; Router methods still work through the prototype.
-  const inner = express.Router();
-  inner.use(turnpikeGateway);
-  const gateway = function gateway(req: IncomingMessage, res: ServerResponse, next: () => void) {
-    if (inner.stack.length === 1) turnpikeGateway(req, res);
-    else inner(req as express.Request, res as express.Response, next);
   } as unknown as Gateway;
-  Object.setPrototypeOf(gateway, inner);
+  Object.setPrototypeOf(gateway, express.Router());
+  for (const method of ROUTER_METHODS) {
+    Object.defineProperty(gateway, method, {
+      value: () => {
+        throw new TypeError(
+          `Turnpike: gateway.${method}() is not supported: the gateway answers every request ` +
+            'under its mount, so nothing added to it would run. Add middleware to the host app ' +
+            "before the gateway (app.use('/api', mw, gateway)), and routes to the config.",
+        );
+      },
+    });
+  }
 
   const attached: [Server, (req: IncomingMessage, socket: Duplex, head: Buffer) => void][] = [];
   let closed = false;
