@@ -4,7 +4,7 @@
  * Proxy benchmark: Turnpike (createGateway mounted in Express 5) against a bare
  * Express 5 + http-proxy-middleware 3 proxy, in the same run, with the same settings.
  *
- *   npm run build && node bench/proxy.js      (or: npm run bench:build)
+ *   npm run bench      (npm run build && node bench/proxy.js)
  *
  * Each server (upstream, bare proxy, Turnpike) runs in its own child process, forked from
  * this file with a role argument; the load generator (autocannon) runs in this process.
@@ -20,7 +20,7 @@ const { fork, execFileSync } = require('node:child_process');
 const ROOT = path.join(__dirname, '..');
 const SELF = path.join(__dirname, 'proxy.js');
 
-/** The upstream's fixed answer: 94 bytes, like the measurements in PERFORMANCE.md. */
+/** The upstream's fixed answer: 94 bytes, as in the team's reference measurements. */
 const BODY = Buffer.from(
   JSON.stringify({ ok: true, from: 'upstream', note: 'turnpike bench fixed body' }).padEnd(94, ' '),
 );
@@ -126,7 +126,7 @@ function checkBuilt() {
   if (!resolved || !fs.existsSync(dist)) {
     console.error(
       'bench: @turnpike/gateway is not built (packages/gateway/dist is missing).\n' +
-        '       Run `npm run build` first (or `npm run bench:build`, which builds then runs).',
+        '       Run `npm run build` first (`npm run bench` builds, then runs).',
     );
     process.exit(2);
   }

@@ -3,7 +3,7 @@
 //
 // The app keeps its own routes (GET /, GET /health); everything under /api goes through the
 // gateway to two small services that this file starts itself on port 0, so the example needs
-// nothing but Node and the built packages (`npm run build` at the repository root).
+// nothing but Node and the built packages (`npm install` at the repository root builds them).
 //
 //   node examples/embed/index.js        (PORT=3000 by default)
 

@@ -1,5 +1,5 @@
 'use strict';
-// The bundled example gateway: `npm start` at the repository root (after `npm run build`).
+// The bundled example gateway: `npm start` at the repository root (`npm install` builds the packages).
 //
 // It starts its own demo services on port 0 — "users" (two instances, balanced round-robin),
 // "orders", and a WebSocket echo when the `ws` package can be resolved — and a gateway in
