@@ -35,6 +35,12 @@ export function createProxyServer(listeners: ProxyListeners): ProxyServer {
   let server: ProxyServer | undefined;
   const install: Plugin = (proxyServer) => {
     server = proxyServer;
+    // http-proxy's deleteLength pass sets Content-Length: 0 on a DELETE or OPTIONS without
+    // one and deletes Transfer-Encoding, while the chunked body is still piped: the upstream
+    // would read the body as a second request on a pooled connection (request smuggling).
+    // Node frames the forwarded request from the headers hygiene left, body or not.
+    const passes = proxyServer as unknown as { webPasses: { name: string }[] };
+    passes.webPasses = passes.webPasses.filter((pass) => pass.name !== 'deleteLength');
     proxyServer.on('proxyReq', listeners.proxyReq);
     proxyServer.on('proxyReqWs', listeners.proxyReqWs as never);
     proxyServer.on('proxyRes', listeners.proxyRes as never);
