@@ -2,7 +2,7 @@
  * The path policy: what the router refuses before matching, so that the path that was
  * checked is exactly the path that is forwarded. Refused: dot segments (`.`, `..`, also
  * percent-encoded), empty segments (`//`), encoded slash or backslash (`%2f`, `%5c`), a raw
- * backslash, `;` parameters, NUL and other control characters (raw or encoded), raw non-ASCII,
+ * backslash, `;` parameters, a raw `#`, NUL and other control characters (raw or encoded), raw non-ASCII,
  * and invalid percent-encoding (bad hex or invalid UTF-8).
  *
  * Accepted paths are normalised (RFC 3986 §6.2.2): percent-encoded unreserved characters are
@@ -56,7 +56,8 @@ export function checkPath(path: string): string | undefined {
       escapes = true;
       if (c === 0x2f || c === 0x5c || c < 0x20 || c === 0x7f) return undefined;
       if (c >= 0x80) nonAscii = true;
-    } else if (c <= 0x20 || c >= 0x7f || c === 0x5c || c === 0x3b) {
+    } else if (c <= 0x20 || c >= 0x7f || c === 0x5c || c === 0x3b || c === 0x23) {
+      // A raw "#" starts a fragment for every URL parser upstream: "/admin#x" is "/admin".
       return undefined;
     }
     if (c === 0x2e) dots++;
