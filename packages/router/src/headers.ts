@@ -139,7 +139,8 @@ export function createHygiene(options: {
       const canon = name.indexOf('_') === -1 ? name : name.replace(/_/g, '-');
       if (
         (strip.has(canon) && !(upgrade && keepForUpgrade.has(canon))) ||
-        canon.startsWith('x-forwarded')
+        canon.startsWith('x-forwarded') ||
+        (canon === 'x-request-id' && name !== canon) // only the one the gateway checks goes up
       ) {
         delete h[name];
       }

@@ -14,7 +14,7 @@ import {
   type Shape,
   type Target,
 } from '@turnpike/core';
-import { compileTrust } from './headers';
+import { HOP_BY_HOP, canonicalName, compileTrust } from './headers';
 import { checkPath } from './path-policy';
 import { compileRoute } from './route';
 import type {
@@ -55,16 +55,31 @@ const bytes = either<number, false>(
   'a byte count (integer >= 0) or false',
 );
 
-function headerMap(path: string, value: unknown): Record<string, string> {
+/** Headers a transform may not touch: they frame the message or belong to one hop. */
+const FRAMING_OR_HOP = new Set([...HOP_BY_HOP, 'host', 'content-length']);
+
+const transformName: Check<string> = (value, path) => {
+  const name = headerName(value, path);
+  if (FRAMING_OR_HOP.has(canonicalName(name))) {
+    throw new ConfigError(
+      path,
+      'a header other than Host, Content-Length and the hop-by-hop headers (the proxy frames the message itself)',
+      name,
+    );
+  }
+  return name;
+};
+
+function transformMap(path: string, value: unknown): Record<string, string> {
   const out = record(headerValue)(value, path);
-  for (const key of Object.keys(out)) headerName(key, join(path, key));
+  for (const key of Object.keys(out)) transformName(key, join(path, key));
   return out;
 }
 
 const headerTransform: Check<HeaderTransform> = object<HeaderTransform>({
-  remove: array(headerName),
-  set: (v, p) => headerMap(p, v),
-  add: (v, p) => headerMap(p, v),
+  remove: array(transformName),
+  set: (v, p) => transformMap(p, v),
+  add: (v, p) => transformMap(p, v),
 });
 
 const agentOptions = object<AgentOptions>({

@@ -156,6 +156,12 @@ describe('spellings', () => {
 // ---- createHygiene -----------------------------------------------------------------------------
 
 describe('createHygiene without trusted proxies', () => {
+  it('removes an X-Request-ID sent with underscores, keeping the one spelled with dashes', async () => {
+    const { headers } = await afterHygiene('X_Request_ID: smuggled\r\nX-Request-ID: checked\r\n');
+    expect(headers['x_request_id']).toBeUndefined();
+    expect(headers['x-request-id']).toBe('checked');
+  });
+
   it('replaces the client’s X-Forwarded-For with the socket address', async () => {
     const { headers } = await afterHygiene({ 'X-Forwarded-For': '6.6.6.6' });
     expect(headers['x-forwarded-for']).toBe('127.0.0.1');

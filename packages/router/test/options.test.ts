@@ -171,6 +171,21 @@ describe('parseRouterOptions: services', () => {
 });
 
 describe('parseRouterOptions: requestHeaders and responseHeaders', () => {
+  test.each<[string, Record<string, unknown>, string]>([
+    ['set Content-Length', { set: { 'Content-Length': '0' } }, 'set.Content-Length'],
+    ['add Transfer-Encoding', { add: { 'transfer-encoding': 'chunked' } }, 'add.transfer-encoding'],
+    ['set Host', { set: { host: 'internal' } }, 'set.host'],
+    ['remove Connection', { remove: ['connection'] }, 'remove[0]'],
+    ['set Keep_Alive (any spelling)', { set: { keep_alive: '1' } }, 'set.keep_alive'],
+  ])('refuses a transform that would %s', (_label, transform, at) => {
+    expect(refusedAt(withRoute({ requestHeaders: transform }))).toBe(
+      `routes[0].requestHeaders.${at}`,
+    );
+    expect(refusedAt(withRoute({ responseHeaders: transform }))).toBe(
+      `routes[0].responseHeaders.${at}`,
+    );
+  });
+
   test.each<[string, string]>([
     ['CRLF', 'a\r\nX-Injected: 1'],
     ['a bare LF', 'a\nb'],
