@@ -124,7 +124,7 @@ export function createGateway(config: GatewayConfig): Gateway {
         Object.setPrototypeOf(res, app.response);
         Object.assign(req, { res, app });
       }
-      assignRequestId(req, undefined);
+      assignRequestId(req, res);
       router.upgrade(req, socket, head, res);
     };
     server.on('upgrade', onUpgrade);

@@ -1,4 +1,5 @@
 import { ServerResponse, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import {
   GatewayError,
@@ -112,6 +113,9 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       ex.socket.destroy();
       return;
     }
+    // The body was being piped upstream and is no longer read: the connection cannot carry
+    // another request.
+    if (!req.readableEnded) res.shouldKeepAlive = false;
     sendProblem(req, res, err);
   }
 
@@ -195,42 +199,114 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     proxyReqWs(proxyReq: ClientRequest, req: IncomingMessage) {
       const ex = exchangeOf(req);
       if (!ex) return;
+      if (ex.settled) return void proxyReq.destroy();
       ex.proxyReq = proxyReq;
       if (ex.path !== undefined) proxyReq.path = ex.path;
-      proxyReq.once('upgrade', (_res: IncomingMessage, upstream: Duplex) => {
-        ex.upgraded = true;
-        // The proxy pipes the two sockets but only passes on a clean end: tie their lives
-        // together so neither side is left open when the other is destroyed.
-        const client = ex.socket!;
-        sockets.add(upstream);
-        upstream.once('close', () => {
-          sockets.delete(upstream);
-          client.destroy();
-        });
-        client.once('close', () => upstream.destroy());
-      });
+      // http-proxy writes a refusal's head verbatim and the 101 from the upstream's headers:
+      // both go through the same response hygiene as HTTP instead. Its listeners are added
+      // after this event, in the same tick; the answer cannot arrive before the next one.
+      process.nextTick(takeOverHandshake, proxyReq, ex);
     },
-    proxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse) {
-      const ex = exchangeOf(req);
-      if (!ex || ex.settled || res.headersSent || res.destroyed) {
-        proxyRes.destroy();
-        return;
-      }
-      // A body cut off by the upstream must reach the client as an unclean end.
-      setExchange(proxyRes, ex);
-      proxyRes.on('error', onUpstreamBodyError);
+    proxyRes: onProxyRes,
+  });
+
+  function onProxyRes(proxyRes: IncomingMessage, req: IncomingMessage, res: ServerResponse): void {
+    const ex = exchangeOf(req);
+    if (!ex || ex.settled || res.headersSent || res.destroyed) {
+      proxyRes.destroy();
+      return;
+    }
+    const status = proxyRes.statusCode ?? 0;
+    if (status < 100 || status > 999) {
+      // Node's parser takes any three digits; writeHead() would throw on "099".
+      proxyRes.destroy();
+      return onProxyError(
+        Object.assign(new Error('invalid upstream status'), { code: 'HPE_INVALID_STATUS' }),
+        req,
+        res,
+      );
+    }
+    // A body cut off by the upstream must reach the client as an unclean end.
+    setExchange(proxyRes, ex);
+    proxyRes.on('error', onUpstreamBodyError);
+    try {
       writeHead(
         res,
-        proxyRes.statusCode ?? 502,
+        status,
         responseHeaders(
           proxyRes.rawHeaders,
           ex.route.responseHeaders,
           (req as RoutedRequest).id !== undefined,
         ),
       );
-      proxyRes.pipe(res);
-    },
-  });
+    } catch (err) {
+      proxyRes.destroy();
+      return onProxyError(err as Error, req, res);
+    }
+    proxyRes.pipe(res);
+  }
+
+  function takeOverHandshake(proxyReq: ClientRequest, ex: Exchange): void {
+    proxyReq.removeAllListeners('response');
+    proxyReq.removeAllListeners('upgrade');
+    proxyReq.on('response', (proxyRes: IncomingMessage) => onProxyRes(proxyRes, ex.req, ex.res));
+    proxyReq.once('upgrade', (proxyRes: IncomingMessage, upstream: Socket, head: Buffer) =>
+      onUpgraded(ex, proxyRes, upstream, head),
+    );
+  }
+
+  /** The upstream accepted a WebSocket upgrade: answer 101 and join the two sockets. */
+  function onUpgraded(
+    ex: Exchange,
+    proxyRes: IncomingMessage,
+    upstream: Socket,
+    head: Buffer,
+  ): void {
+    const client = ex.socket!;
+    if (ex.settled || client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    ex.settled = true;
+    ex.upgraded = true;
+    if (ex.timer !== undefined) clearTimeout(ex.timer);
+    ex.timer = undefined;
+    // Tie the two lives together: a pipe only passes on a clean end.
+    sockets.add(upstream);
+    upstream.on('error', onSocketError);
+    upstream.once('close', () => {
+      sockets.delete(upstream);
+      client.destroy();
+    });
+    client.once('close', () => upstream.destroy());
+    upstream.setTimeout(0);
+    upstream.setNoDelay(true);
+    if (head.length > 0) upstream.unshift(head);
+    const headers = responseHeaders(
+      proxyRes.rawHeaders,
+      ex.route.responseHeaders,
+      (ex.req as RoutedRequest).id !== undefined,
+    );
+    let text = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n';
+    text += `Upgrade: ${String(proxyRes.headers.upgrade ?? 'websocket')}\r\n`;
+    const id = (ex.req as RoutedRequest).id;
+    if (id !== undefined) text += `X-Request-ID: ${id}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    client.write(`${text}\r\n`);
+    upstream.pipe(client).pipe(upstream);
+  }
+
+  /** The client went away before the upgrade completed: abandon the upstream handshake. */
+  function onUpgradeClientClose(this: Duplex): void {
+    const ex = exchangeOf((this as Duplex & { [UPGRADE_REQ]?: IncomingMessage })[UPGRADE_REQ]!);
+    if (!ex) return;
+    if (ex.timer !== undefined) clearTimeout(ex.timer);
+    ex.timer = undefined;
+    if (!ex.settled) {
+      ex.settled = true;
+      ex.proxyReq?.destroy();
+    }
+  }
 
   // ---- the terminal stage: the proxy --------------------------------------------------------
 
@@ -284,12 +360,16 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
         };
       }
 
-      if (ex.socket !== undefined) {
-        server.ws(req, ex.socket, ex.head, options, onProxyError);
-        return;
-      }
       ex.timer = setTimeout(onDeadline, service.timeoutMs, res);
       ex.timer.unref(); // the sockets keep the process up while the request is live
+      const socket = ex.socket;
+      if (socket !== undefined) {
+        // The deadline bounds the handshake; it ends when the upstream answers 101.
+        if (socket.destroyed) return onUpgradeClientClose.call(socket);
+        socket.once('close', onUpgradeClientClose);
+        server.ws(req, socket, ex.head, options, onProxyError);
+        return;
+      }
       res.on('close', onResClose); // res is this request's alone: no once() wrapper
       server.web(req, res, options, onProxyError);
     };
@@ -332,6 +412,8 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
         }),
       );
     }
+    // Hygiene first: host and header matchers see only what the gateway vouches for.
+    hygiene(req, upgrade !== undefined);
     const found = table.lookup(req.method ?? 'GET', path, req);
     if (
       found.kind === 'none' ||
@@ -352,7 +434,6 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       ex.head = head;
     }
     setExchange(req, ex);
-    hygiene(req, upgrade !== undefined);
     chains.get(found.route)!(req, res);
   }
 
@@ -361,6 +442,7 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
   } as unknown as TurnpikeRouter;
 
   router.upgrade = function upgrade(req, socket, head, res = createUpgradeResponse(req, socket)) {
+    (socket as Duplex & { [UPGRADE_REQ]?: IncomingMessage })[UPGRADE_REQ] = req;
     socket.on('error', onSocketError);
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -390,7 +472,9 @@ export function createUpgradeResponse(req: IncomingMessage, socket: Duplex): Ser
   const res = new ServerResponse(req);
   res.assignSocket(socket as never);
   res.shouldKeepAlive = false;
-  res.once('finish', () => socket.end());
+  // End, then destroy once the end is written: a client that keeps its side open must not
+  // hold the socket (the server no longer times it out after 'upgrade').
+  res.once('finish', () => (socket as Socket).destroySoon());
   return res;
 }
 
@@ -420,6 +504,9 @@ function writeHead(res: ServerResponse, status: number, headers: string[]): void
   }
   res.writeHead(status);
 }
+
+/** The upgrade request a client socket belongs to. */
+const UPGRADE_REQ = Symbol('turnpike.upgradeRequest');
 
 function onSocketError(this: Duplex): void {
   this.destroy();
