@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import WebSocket, { WebSocketServer } from 'ws';
 import { createGateway, isConfigError } from '@turnpike/gateway';
+import { createRouter } from '@turnpike/router';
 import { get, parseResponse, rawRequest, type RawResponse } from './helpers/raw';
 import { deadPort, rawUpstream } from './helpers/upstreams';
 import {
@@ -542,6 +543,38 @@ describe('a failure answered while the client is still uploading', () => {
       await gw.close();
     }
   }, 20_000);
+
+  it('keeps the connection alive for a failure on a request without a body', async () => {
+    const router = createRouter({
+      services: { s: { target: () => undefined } }, // no target: 503
+      routes: [{ path: '/**', service: 's' }],
+    });
+    const running = await listen((req, res) => router(req, res, () => {}));
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const ports: number[] = [];
+      for (let i = 0; i < 2; i++) {
+        const { status, port } = await new Promise<{ status: number; port: number }>(
+          (resolve, reject) => {
+            http
+              .get(`${running.url}/x`, { agent }, (res) => {
+                const port = res.socket.localPort!; // the socket goes back to the agent at the end
+                res.resume();
+                res.on('end', () => resolve({ status: res.statusCode!, port }));
+              })
+              .on('error', reject);
+          },
+        );
+        expect(status).toBe(503);
+        ports.push(port);
+      }
+      expect(ports[1]).toBe(ports[0]);
+    } finally {
+      agent.destroy();
+      await router.close();
+      await running.close();
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

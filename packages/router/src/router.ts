@@ -113,9 +113,9 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       ex.socket.destroy();
       return;
     }
-    // The body was being piped upstream and is no longer read: the connection cannot carry
-    // another request.
-    if (!req.readableEnded) res.shouldKeepAlive = false;
+    // A body still arriving is no longer read (it was being piped upstream): the connection
+    // cannot carry another request. A request without a body, or fully received, keeps it.
+    if (!req.complete && hasBody(req)) res.shouldKeepAlive = false;
     sendProblem(req, res, err);
   }
 
@@ -503,6 +503,12 @@ function writeHead(res: ServerResponse, status: number, headers: string[]): void
     res.appendHeader(name, headers[i + 1]!);
   }
   res.writeHead(status);
+}
+
+/** Whether the request carries a body (RFC 9112 §6.3: only Content-Length or Transfer-Encoding). */
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /** The upgrade request a client socket belongs to. */
