@@ -21,10 +21,19 @@ export function compose(
   const list = [...stages];
   return function routeChain(req, res) {
     let i = 0;
+    let ended = false;
     const next = (err?: unknown): void => {
-      if (err !== undefined && err !== null) return onError(req, res, err);
+      // A stage that calls next() twice must not send the request upstream twice.
+      if (ended) return;
+      if (err !== undefined && err !== null) {
+        ended = true;
+        return onError(req, res, err);
+      }
       const stage = list[i++];
-      if (stage === undefined) return terminal(req, res);
+      if (stage === undefined) {
+        ended = true;
+        return terminal(req, res);
+      }
       try {
         const result = stage(req, res, next) as unknown;
         if (result instanceof Promise) result.catch((e: unknown) => onError(req, res, e));
