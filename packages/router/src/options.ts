@@ -199,8 +199,15 @@ const routeOptions = object<RouteOptions>(
 const trustProxy: Check<TrustProxy> = (value, path) => {
   if (value === false) return false;
   if (typeof value === 'number') return number({ min: 0, max: 100, integer: true })(value, path);
-  if (Array.isArray(value))
-    return array(string({ minLength: 1, expected: 'an IP address or CIDR' }))(value, path);
+  if (Array.isArray(value)) {
+    return array(
+      string({
+        // "/0" is every address: the same as true, which is refused.
+        pattern: /^[^/]+(?:\/(?:[1-9]\d*))?$/,
+        expected: 'an IP address or CIDR narrower than /0 (trusting every address is refused)',
+      }),
+    )(value, path);
+  }
   throw new ConfigError(
     path,
     'false, a hop count, or a list of trusted addresses/CIDRs (true trusts every client and is refused)',

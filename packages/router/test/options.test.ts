@@ -71,6 +71,8 @@ describe('parseRouterOptions: trustProxy', () => {
     ['more than 100 hops', 101],
     ['a list with an empty entry', ['10.0.0.0/8', '']],
     ['a list with a number', [10]],
+    ['0.0.0.0/0 (every IPv4 address, the same as true)', ['0.0.0.0/0']],
+    ['::/0 (every IPv6 address, the same as true)', ['10.0.0.0/8', '::/0']],
   ])('refuses %s', (_label, trustProxy) => {
     expect(refusedAt(withRoute({}, { trustProxy }))).toMatch(/^trustProxy/);
   });
@@ -80,6 +82,7 @@ describe('parseRouterOptions: trustProxy', () => {
     ['a hop count', 2],
     ['zero', 0],
     ['a CIDR list', ['10.0.0.0/8', '127.0.0.1']],
+    ['IPv6 CIDRs', ['fd00::/8', '::1/128']],
   ])('accepts %s', (_label, trustProxy) => {
     expect(parseRouterOptions(withRoute({}, { trustProxy })).trustProxy).toEqual(trustProxy);
   });
