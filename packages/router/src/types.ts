@@ -36,7 +36,9 @@ export interface ProxySettings {
   /**
    * Total deadline for one request, in ms: from the proxy stage (after the route's stages)
    * to the last byte of the response; a trickling upstream cannot outlive it. 504 before the
-   * response head, an unclean end after it. Not applied to WebSockets. Default 30000.
+   * response head, an unclean end after it. For a WebSocket upgrade it bounds the handshake,
+   * until the upstream's 101 (504 if it passes first); an open WebSocket has no deadline.
+   * Default 30000.
    */
   timeoutMs?: number;
   /** Deadline for opening a connection to a target, in ms. Default 5000. */
