@@ -147,16 +147,22 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     fail(req, res, ex, new GatewayError('ERR_TURNPIKE_UPSTREAM_TIMEOUT'));
   }
 
-  function onResClose(this: ServerResponse): void {
-    const ex = exchangeOf(this.req);
-    if (!ex) return;
+  /**
+   * The client's side closed: stop the deadline, and when the outcome was not decided yet
+   * (response incomplete, handshake unanswered) abandon the upstream request.
+   */
+  function onClientGone(ex: Exchange): void {
     if (ex.timer !== undefined) clearTimeout(ex.timer);
     ex.timer = undefined;
     if (!ex.settled) {
-      // Client went away before the response was complete: abandon the upstream request.
       ex.settled = true;
       ex.proxyReq?.destroy();
     }
+  }
+
+  function onResClose(this: ServerResponse): void {
+    const ex = exchangeOf(this.req);
+    if (ex) onClientGone(ex);
   }
 
   function onProxyError(err: Error, req: IncomingMessage, res: ServerResponse | Duplex): void {
@@ -296,16 +302,9 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     upstream.pipe(client).pipe(upstream);
   }
 
-  /** The client went away before the upgrade completed: abandon the upstream handshake. */
   function onUpgradeClientClose(this: Duplex): void {
     const ex = exchangeOf((this as Duplex & { [UPGRADE_REQ]?: IncomingMessage })[UPGRADE_REQ]!);
-    if (!ex) return;
-    if (ex.timer !== undefined) clearTimeout(ex.timer);
-    ex.timer = undefined;
-    if (!ex.settled) {
-      ex.settled = true;
-      ex.proxyReq?.destroy();
-    }
+    if (ex) onClientGone(ex);
   }
 
   // ---- the terminal stage: the proxy --------------------------------------------------------
