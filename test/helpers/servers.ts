@@ -1,4 +1,5 @@
 import http, { type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import type net from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import express, { type Express } from 'express';
 import { createGateway, type Gateway, type GatewayConfig } from '@turnpike/gateway';
@@ -11,8 +12,8 @@ export interface Running {
   close(): Promise<void>;
 }
 
-/** Starts `handler` on 127.0.0.1, port 0. */
-export async function listen(handler: RequestListener | Server): Promise<Running> {
+/** Starts `handler` (or a server, http or raw TCP) on 127.0.0.1, port 0. */
+export async function listen(handler: RequestListener | Server | net.Server): Promise<Running> {
   const server = typeof handler === 'function' ? http.createServer(handler) : handler;
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
@@ -22,7 +23,7 @@ export async function listen(handler: RequestListener | Server): Promise<Running
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
-    server,
+    server: server as Server,
     port,
     url: `http://127.0.0.1:${port}`,
     close: () =>

@@ -1,30 +1,16 @@
 import { spawn } from 'node:child_process';
-import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { listen, type Running } from './servers';
 
 /** A raw TCP upstream: `onConnection` writes whatever bytes it likes. */
-export async function rawUpstream(onConnection: (socket: net.Socket) => void): Promise<Running> {
-  const server = net.createServer(onConnection);
-  const sockets = new Set<net.Socket>();
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('error', () => {});
-    s.once('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    server: server as unknown as http.Server,
-    port,
-    url: `http://127.0.0.1:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+export function rawUpstream(onConnection: (socket: net.Socket) => void): Promise<Running> {
+  return listen(
+    net.createServer((socket) => {
+      socket.on('error', () => {}); // the tests write and cut off as they like
+      onConnection(socket);
+    }),
+  );
 }
 
 /** A port on which nothing listens (a server started and stopped). */
