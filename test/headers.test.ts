@@ -238,6 +238,29 @@ describe('response hygiene', () => {
     expect(ids).toEqual(['client-1']);
   });
 
+  it('keeps repeated Set-Cookie headers when a host middleware removed a header before (helmet)', async () => {
+    const host = await startGateway(
+      {
+        services: { hopper: { targets: [hopper.url] } },
+        routes: [{ path: '/**', service: 'hopper' }],
+      },
+      {
+        before: (app) =>
+          app.use((_req, res, next) => {
+            res.removeHeader('X-Powered-By'); // what helmet does: headers were set, now none
+            next();
+          }),
+      },
+    );
+    try {
+      const res = await request(host.running.server).get('/api/hop');
+      expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+      expect(res.headers['x-powered-by']).toBeUndefined();
+    } finally {
+      await host.close();
+    }
+  });
+
   it('keeps repeated Set-Cookie headers', async () => {
     const res = await request(gw.running.server).get('/api/hop');
     expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2']);

@@ -17,8 +17,6 @@ export class Exchange {
   head: Buffer | undefined = undefined;
   /** The upstream request path, when the proxy's own URL join would alter it (`http:/`). */
   path: string | undefined = undefined;
-  /** For WebSocket upgrades: the upstream accepted; the socket now carries frames. */
-  upgraded = false;
 
   constructor(
     readonly route: CompiledRoute,

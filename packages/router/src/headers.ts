@@ -198,17 +198,36 @@ export function transformRequest(h: IncomingHttpHeaders, t: CompiledTransform): 
   }
 }
 
+/** A response head for `res.writeHead(status, list)`: a repeated name once, with its values. */
+export type HeaderList = (string | string[])[];
+
+/** Appends a header to a list, folding a name seen before into an array of values. */
+function append(out: HeaderList, lowers: string[], name: string, lower: string, value: string) {
+  const j = lowers.indexOf(lower);
+  if (j === -1) {
+    lowers.push(lower);
+    out.push(name, value);
+    return;
+  }
+  const prev = out[2 * j + 1]!;
+  if (Array.isArray(prev)) prev.push(value);
+  else out[2 * j + 1] = [prev, value];
+}
+
 /**
  * The upstream response's headers as sent to the client: hop-by-hop headers and those named
- * in its `Connection` removed, the route's transform applied. Keeps the upstream's spelling
- * and repeated headers (Set-Cookie) as they were. With `ownRequestId`, the upstream's
- * `X-Request-ID` is dropped: the client gets the id the gateway gave the request.
+ * in its `Connection` removed, the route's transform applied, and with `requestId` the
+ * gateway's `X-Request-ID` in place of the upstream's. Keeps the upstream's spelling. A
+ * repeated name (Set-Cookie) comes once with all its values: Node's `writeHead(status, list)`
+ * then writes every value, whether or not headers were set on the response before (with
+ * headers set before, it replaces a name per entry, so repeats given separately would keep
+ * only the last).
  */
 export function responseHeaders(
   raw: readonly string[],
   t: CompiledTransform | undefined,
-  ownRequestId = false,
-): string[] {
+  requestId?: string,
+): HeaderList {
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
@@ -218,17 +237,19 @@ export function responseHeaders(
       for (const token of tokens(value)) named.add(token);
     }
   }
-  const out: string[] = [];
+  const out: HeaderList = [];
+  const lowers: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || named?.has(lower) || t?.drop.has(lower)) continue;
-    if (ownRequestId && lower === 'x-request-id') continue;
-    out.push(name, raw[i + 1]!);
+    if (requestId !== undefined && lower === 'x-request-id') continue;
+    append(out, lowers, name, lower, raw[i + 1]!);
   }
+  if (requestId !== undefined) append(out, lowers, 'X-Request-ID', 'x-request-id', requestId);
   if (t) {
-    for (const [name, value] of t.set) out.push(name, value);
-    for (const [name, value] of t.add) out.push(name, value);
+    for (const [name, value] of t.set) append(out, lowers, name, name, value);
+    for (const [name, value] of t.add) append(out, lowers, name, name, value);
   }
   return out;
 }

@@ -109,10 +109,6 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     ex.settled = true;
     if (ex.timer !== undefined) clearTimeout(ex.timer);
     ex.proxyReq?.destroy();
-    if (ex.socket !== undefined && ex.upgraded) {
-      ex.socket.destroy();
-      return;
-    }
     // A body still arriving is no longer read (it was being piped upstream): the connection
     // cannot carry another request. A request without a body, or fully received, keeps it.
     if (!req.complete && hasBody(req)) res.shouldKeepAlive = false;
@@ -162,7 +158,9 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
 
   function onResClose(this: ServerResponse): void {
     const ex = exchangeOf(this.req);
-    if (ex) onClientGone(ex);
+    if (!ex) return;
+    if (this.writableFinished) ex.settled = true; // complete: nothing to abandon
+    onClientGone(ex);
   }
 
   function onProxyError(err: Error, req: IncomingMessage, res: ServerResponse | Duplex): void {
@@ -236,14 +234,9 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     setExchange(proxyRes, ex);
     proxyRes.on('error', onUpstreamBodyError);
     try {
-      writeHead(
-        res,
+      res.writeHead(
         status,
-        responseHeaders(
-          proxyRes.rawHeaders,
-          ex.route.responseHeaders,
-          (req as RoutedRequest).id !== undefined,
-        ),
+        responseHeaders(proxyRes.rawHeaders, ex.route.responseHeaders, (req as RoutedRequest).id),
       );
     } catch (err) {
       proxyRes.destroy();
@@ -274,7 +267,6 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       return;
     }
     ex.settled = true;
-    ex.upgraded = true;
     if (ex.timer !== undefined) clearTimeout(ex.timer);
     ex.timer = undefined;
     // Tie the two lives together: a pipe only passes on a clean end.
@@ -291,13 +283,15 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     const headers = responseHeaders(
       proxyRes.rawHeaders,
       ex.route.responseHeaders,
-      (ex.req as RoutedRequest).id !== undefined,
+      (ex.req as RoutedRequest).id,
     );
     let text = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n';
     text += `Upgrade: ${String(proxyRes.headers.upgrade ?? 'websocket')}\r\n`;
-    const id = (ex.req as RoutedRequest).id;
-    if (id !== undefined) text += `X-Request-ID: ${id}\r\n`;
-    for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) {
+      const value = headers[i + 1]!;
+      for (const v of Array.isArray(value) ? value : [value])
+        text += `${headers[i] as string}: ${v}\r\n`;
+    }
     client.write(`${text}\r\n`);
     upstream.pipe(client).pipe(upstream);
   }
@@ -475,33 +469,6 @@ export function createUpgradeResponse(req: IncomingMessage, socket: Duplex): Ser
   // hold the socket (the server no longer times it out after 'upgrade').
   res.once('finish', () => (socket as Socket).destroySoon());
   return res;
-}
-
-/**
- * Writes the response head from a flat [name, value, …] list. Node's writeHead() replaces
- * rather than appends repeated names when headers were set before (the request id, a host
- * app's helmet or cors), which would drop all Set-Cookie headers but the last.
- */
-function writeHead(res: ServerResponse, status: number, headers: string[]): void {
-  const preset = res.getHeaderNames();
-  if (preset.length === 0) {
-    res.writeHead(status, headers);
-    return;
-  }
-  // An upstream header replaces one set before (its first occurrence removes the old value),
-  // its repeats are appended.
-  for (let i = 0; i < headers.length; i += 2) {
-    const name = headers[i]!;
-    if (preset.length !== 0) {
-      const at = preset.indexOf(name.toLowerCase());
-      if (at !== -1) {
-        res.removeHeader(name);
-        preset.splice(at, 1);
-      }
-    }
-    res.appendHeader(name, headers[i + 1]!);
-  }
-  res.writeHead(status);
 }
 
 /** Whether the request carries a body (RFC 9112 §6.3: only Content-Length or Transfer-Encoding). */

@@ -583,9 +583,20 @@ describe('responseHeaders', () => {
     expect(responseHeaders(raw, undefined)).toEqual(['X-C', '3']);
   });
 
-  it('keeps repeated Set-Cookie headers, in order', () => {
-    const raw = ['Set-Cookie', 'a=1; Path=/', 'Content-Type', 'text/html', 'Set-Cookie', 'b=2'];
-    expect(responseHeaders(raw, undefined)).toEqual(raw);
+  it('keeps repeated Set-Cookie headers, in order, as one name with every value', () => {
+    const raw = ['Set-Cookie', 'a=1; Path=/', 'Content-Type', 'text/html', 'set-cookie', 'b=2'];
+    expect(responseHeaders(raw, undefined)).toEqual([
+      'Set-Cookie',
+      ['a=1; Path=/', 'b=2'],
+      'Content-Type',
+      'text/html',
+    ]);
+  });
+
+  it('gives the gateway’s request id in place of the upstream’s', () => {
+    expect(responseHeaders(['X-Request-Id', 'upstream', 'ETag', '"1"'], undefined, 'gw-1')).toEqual(
+      ['ETag', '"1"', 'X-Request-ID', 'gw-1'],
+    );
   });
 
   it('keeps the upstream’s spelling of header names', () => {
@@ -605,7 +616,7 @@ describe('responseHeaders', () => {
 
   it('appends a header named in the transform’s add, keeping the upstream’s', () => {
     const t = compileTransform({ add: { Vary: 'Origin' } });
-    expect(responseHeaders(['Vary', 'Accept'], t)).toEqual(['Vary', 'Accept', 'vary', 'Origin']);
+    expect(responseHeaders(['Vary', 'Accept'], t)).toEqual(['Vary', ['Accept', 'Origin']]);
   });
 
   it('still removes hop-by-hop headers when a transform is given', () => {
