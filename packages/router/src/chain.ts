@@ -20,27 +20,27 @@ export function compose(
   if (stages.length === 0) return terminal;
   const list = [...stages];
   return function routeChain(req, res) {
-    let i = 0;
-    let ended = false;
-    const next = (err?: unknown): void => {
-      // A stage that calls next() twice must not send the request upstream twice.
-      if (ended) return;
+    // Each stage gets a next() of its own that works once (as koa-compose): a stage calling
+    // it twice cannot skip the stages after it or send the request upstream twice.
+    let reached = -1;
+    const step = (i: number, err: unknown): void => {
+      if (i <= reached) return;
+      reached = i;
       if (err !== undefined && err !== null) {
-        ended = true;
+        reached = list.length;
         return onError(req, res, err);
       }
-      const stage = list[i++];
-      if (stage === undefined) {
-        ended = true;
-        return terminal(req, res);
-      }
+      const stage = list[i];
+      if (stage === undefined) return terminal(req, res);
       try {
-        const result = stage(req, res, next) as unknown;
-        if (result instanceof Promise) result.catch((e: unknown) => onError(req, res, e));
+        const result = stage(req, res, (e?: unknown) => step(i + 1, e)) as unknown;
+        if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+          (result as PromiseLike<unknown>).then(undefined, (e: unknown) => onError(req, res, e));
+        }
       } catch (e) {
         onError(req, res, e);
       }
     };
-    next();
+    step(0, undefined);
   };
 }

@@ -42,6 +42,27 @@ describe('compose', () => {
     expect(calls.terminal).toBe(1);
   });
 
+  it('does not let a stage calling next() twice skip a later async stage', async () => {
+    let release: () => void = () => {};
+    const order: string[] = [];
+    const calls = run([
+      (_q, _s, next) => {
+        next();
+        next();
+      },
+      (_q, _s, next) => {
+        order.push('async stage');
+        release = () => next();
+      },
+      (_q, _s, next) => (order.push('last stage'), next()),
+    ]);
+    expect(calls.terminal).toBe(0);
+    release();
+    await Promise.resolve();
+    expect(order).toEqual(['async stage', 'last stage']);
+    expect(calls.terminal).toBe(1);
+  });
+
   it('ends in onError for next(err), and ignores a next() after it', () => {
     const boom = new Error('boom');
     const calls = run([
