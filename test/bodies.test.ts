@@ -172,6 +172,31 @@ describe('a body parser before the gateway', () => {
     expect(Number(seen.headers['content-length'])).toBe(seen.bodyLength);
   });
 
+  it('refuses with 500, never an empty body, when the body was read and req.body is unset', async () => {
+    let hits = 0;
+    const count = () => hits++;
+    echo.server.on('request', count);
+    const drained = await startGateway(
+      { services: { echo: { targets: [echo.url] } }, routes: [{ path: '/**', service: 'echo' }] },
+      {
+        before: (app) =>
+          app.use((req, _res, next) => {
+            req.resume(); // reads the body and keeps nothing
+            req.once('end', () => next());
+          }),
+      },
+    );
+    try {
+      const res = await request(drained.running.server).post('/api/x').send('some bytes');
+      expect(res.status).toBe(500);
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(hits).toBe(0);
+    } finally {
+      echo.server.off('request', count);
+      await drained.close();
+    }
+  });
+
   it('still streams bodies the parser did not take', async () => {
     const res = await request(parsed.running.server)
       .post('/api/x')

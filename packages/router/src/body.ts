@@ -13,8 +13,17 @@ export function parsedBody(req: RoutedRequest): Buffer {
   const body = req.body;
   const h = req.headers;
   let buf: Buffer;
-  if (body === undefined || body === null || h['content-length'] === '0') buf = Buffer.alloc(0);
-  else if (Buffer.isBuffer(body)) buf = body;
+  if (h['content-length'] === '0') buf = Buffer.alloc(0);
+  else if (body === undefined || body === null) {
+    if (h['content-length'] === undefined && h['transfer-encoding'] === undefined) {
+      buf = Buffer.alloc(0); // there was no body to read
+    } else {
+      // Someone read the body and kept nothing: sending an empty one would lose it.
+      throw new GatewayError('ERR_TURNPIKE_INTERNAL', {
+        cause: new Error('the request body was consumed before the gateway and req.body is unset'),
+      });
+    }
+  } else if (Buffer.isBuffer(body)) buf = body;
   else if (typeof body === 'string') buf = Buffer.from(body);
   else {
     const type = (h['content-type'] ?? '').toLowerCase();
