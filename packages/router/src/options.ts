@@ -12,7 +12,6 @@ import {
   join,
   type Check,
   type Shape,
-  type Target,
 } from '@turnpike/core';
 import { HOP_BY_HOP, canonicalName, compileTrust } from './headers';
 import { checkPath } from './path-policy';
@@ -296,9 +295,4 @@ export function parseRouterOptions(options: unknown, path = ''): ParsedRouterOpt
     stages: parsed.stages,
     logger: parsed.logger,
   };
-}
-
-/** A parsed target for a fixed URL. */
-export function fixedTarget(url: string, path: string): Target {
-  return parseTarget(url, path);
 }

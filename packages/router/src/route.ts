@@ -109,7 +109,7 @@ function compileTemplate(route: RouteOptions, path: string): Rewrite {
   // Parts: literal text, a param's segment index, or the rest.
   const parts: (string | number)[] = [];
   const segments = splitPath(template);
-  segments.forEach((seg, i) => {
+  segments.forEach((seg) => {
     if (seg === '**') {
       if (restAt === -1)
         throw new ConfigError(path, 'a "**" only where the route path ends with "**"', template);
@@ -125,7 +125,6 @@ function compileTemplate(route: RouteOptions, path: string): Rewrite {
     } else {
       parts.push(seg);
     }
-    void i;
   });
   return (p, segs) => {
     let out = '';
@@ -140,8 +139,6 @@ function compileTemplate(route: RouteOptions, path: string): Rewrite {
     return out;
   };
 }
-
-const ALL_METHODS = undefined;
 
 /** Compiles one route's matchers, rewrite and header transforms. */
 export function compileRoute(
@@ -179,7 +176,7 @@ export function compileRoute(
     service: route.service,
     websocket: route.websocket === true,
     bodyLimit: limit === false ? Infinity : limit,
-    allow: methods ? [...methods] : ALL_METHODS,
+    allow: methods ? [...methods] : undefined, // undefined: every method
     allowsMethod: methods ? (m) => methods.has(m) : () => true,
     matchesRequest:
       matchHost && matchHeaders

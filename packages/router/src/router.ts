@@ -23,6 +23,19 @@ import { RouteTable } from './route-table';
 import type { Middleware, RouteInfo, RoutedRequest, RouterOptions, ServiceOptions } from './types';
 import { upstreamError } from './upstream-errors';
 
+/**
+ * The answers that carry nothing of the request, built once: an Error's stack capture costs
+ * more than the rest of a rejection, and a flood of bad requests should not pay it each time.
+ */
+const PATH_REJECTED = new GatewayError('ERR_TURNPIKE_PATH_REJECTED');
+const DUPLICATE_HOST = new GatewayError('ERR_TURNPIKE_BAD_REQUEST', {
+  detail: 'The request has more than one Host header.',
+});
+const ROUTE_NOT_FOUND = new GatewayError('ERR_TURNPIKE_ROUTE_NOT_FOUND');
+const UPSTREAM_TIMEOUT = new GatewayError('ERR_TURNPIKE_UPSTREAM_TIMEOUT');
+const BODY_TOO_LARGE = new GatewayError('ERR_TURNPIKE_BODY_TOO_LARGE');
+const NO_TARGET = new GatewayError('ERR_TURNPIKE_NO_TARGET', { headers: { 'retry-after': '1' } });
+
 /** The router: an Express-compatible middleware plus WebSocket upgrades and shutdown. */
 export interface TurnpikeRouter extends Middleware {
   /**
@@ -71,7 +84,9 @@ function compileService(name: string, s: ServiceOptions): CompiledService {
   let pick: (req: IncomingMessage) => Target | undefined;
   if (typeof s.target === 'string') {
     const fixed = parseTarget(s.target, `services.${name}.target`);
-    pick = () => fixed;
+    pick = function fixedTarget() {
+      return fixed;
+    };
   } else {
     pick = s.target;
   }
@@ -117,10 +132,9 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
 
   function onRouteError(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     const ex = exchangeOf(req);
-    const gatewayError = isGatewayError(err)
-      ? err
-      : new GatewayError('ERR_TURNPIKE_INTERNAL', { cause: err });
-    if (!isGatewayError(err) || gatewayError.status >= 500) {
+    const known = isGatewayError(err);
+    const gatewayError = known ? err : new GatewayError('ERR_TURNPIKE_INTERNAL', { cause: err });
+    if (!known || gatewayError.status >= 500) {
       logger.error('route failed', {
         requestId: (req as RoutedRequest).id,
         route: ex?.route.info.name,
@@ -140,7 +154,7 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       requestId: (req as RoutedRequest).id,
       route: ex.route.info.name,
     });
-    fail(req, res, ex, new GatewayError('ERR_TURNPIKE_UPSTREAM_TIMEOUT'));
+    fail(req, res, ex, UPSTREAM_TIMEOUT);
   }
 
   /**
@@ -163,7 +177,7 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     onClientGone(ex);
   }
 
-  function onProxyError(err: Error, req: IncomingMessage, res: ServerResponse | Duplex): void {
+  function onProxyError(err: Error, req: IncomingMessage): void {
     const ex = exchangeOf(req);
     if (!ex || ex.settled) return;
     logger.warn('upstream request failed', {
@@ -174,7 +188,6 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       error: err.message,
     });
     fail(req, ex.res, ex, upstreamError(err));
-    void res;
   }
 
   function onBodyTooLarge(req: IncomingMessage, res: ServerResponse): void {
@@ -182,12 +195,12 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     if (!ex) return;
     // The rest of the body is not read: close the connection after the answer.
     res.shouldKeepAlive = false;
-    fail(req, res, ex, new GatewayError('ERR_TURNPIKE_BODY_TOO_LARGE'));
+    fail(req, res, ex, BODY_TOO_LARGE);
   }
 
   function onUpstreamBodyError(this: IncomingMessage, err: Error): void {
     const ex = exchangeOf(this);
-    if (ex) onProxyError(err, ex.req, ex.res);
+    if (ex) onProxyError(err, ex.req);
   }
 
   // ---- proxy listeners (installed once) -------------------------------------------------
@@ -227,7 +240,6 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       return onProxyError(
         Object.assign(new Error('invalid upstream status'), { code: 'HPE_INVALID_STATUS' }),
         req,
-        res,
       );
     }
     // A body cut off by the upstream must reach the client as an unclean end.
@@ -240,7 +252,7 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       );
     } catch (err) {
       proxyRes.destroy();
-      return onProxyError(err as Error, req, res);
+      return onProxyError(err as Error, req);
     }
     proxyRes.pipe(res);
   }
@@ -315,12 +327,7 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       }
       const target = service.pick(req);
       if (target === undefined) {
-        return fail(
-          req,
-          res,
-          ex,
-          new GatewayError('ERR_TURNPIKE_NO_TARGET', { headers: { 'retry-after': '1' } }),
-        );
+        return fail(req, res, ex, NO_TARGET);
       }
       if (route.rewrite !== undefined) {
         const url = req.url!;
@@ -380,10 +387,6 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
 
   // ---- dispatch ---------------------------------------------------------------------------------
 
-  function reject(req: IncomingMessage, res: ServerResponse, err: GatewayError): void {
-    sendProblem(req, res, err);
-  }
-
   function dispatch(
     req: IncomingMessage,
     res: ServerResponse,
@@ -394,17 +397,9 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     const q = url.indexOf('?');
     const raw = q === -1 ? url : url.slice(0, q);
     const path = checkPath(raw);
-    if (path === undefined) return reject(req, res, new GatewayError('ERR_TURNPIKE_PATH_REJECTED'));
+    if (path === undefined) return sendProblem(req, res, PATH_REJECTED);
     if (path !== raw) req.url = q === -1 ? path : path + url.slice(q);
-    if (hasDuplicateHost(req)) {
-      return reject(
-        req,
-        res,
-        new GatewayError('ERR_TURNPIKE_BAD_REQUEST', {
-          detail: 'The request has more than one Host header.',
-        }),
-      );
-    }
+    if (hasDuplicateHost(req)) return sendProblem(req, res, DUPLICATE_HOST);
     // Hygiene first: host and header matchers see only what the gateway vouches for.
     hygiene(req, upgrade !== undefined);
     const found = table.lookup(req.method ?? 'GET', path, req);
@@ -412,10 +407,10 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       found.kind === 'none' ||
       (found.kind === 'route' && upgrade !== undefined && !found.route.websocket)
     ) {
-      return reject(req, res, new GatewayError('ERR_TURNPIKE_ROUTE_NOT_FOUND'));
+      return sendProblem(req, res, ROUTE_NOT_FOUND);
     }
     if (found.kind === 'method') {
-      return reject(
+      return sendProblem(
         req,
         res,
         new GatewayError('ERR_TURNPIKE_METHOD_NOT_ALLOWED', { headers: { allow: found.allow } }),

@@ -10,7 +10,6 @@ export const CONNECT_TIMEOUT = 'ETURNPIKE_CONNECT_TIMEOUT';
 const TABLE: Readonly<Record<string, GatewayErrorCode>> = {
   [CONNECT_TIMEOUT]: 'ERR_TURNPIKE_UPSTREAM_TIMEOUT',
   ETIMEDOUT: 'ERR_TURNPIKE_UPSTREAM_TIMEOUT',
-  ESOCKETTIMEDOUT: 'ERR_TURNPIKE_UPSTREAM_TIMEOUT',
 };
 
 /** The gateway error for an upstream failure; the cause is kept for logs only. */
