@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import http from 'node:http';
 import path from 'node:path';
 import express from 'express';
 import request from 'supertest';
@@ -61,6 +62,30 @@ it.each(['use', 'get', 'route'] as const)(
     }
   },
 );
+
+it.each<[string, unknown, string]>([
+  ['an unknown key', { prefix: '/api' }, 'attach.options.prefix'],
+  ['a path that is not a string', { path: 1 }, 'attach.options.path'],
+  ['a path without a leading slash', { path: 'api' }, 'attach.options.path'],
+])('refuses attach() options with %s, naming the field', async (_label, options, at) => {
+  const gateway = createGateway({
+    services: { a: { targets: ['http://127.0.0.1:1'] } },
+    routes: [],
+  });
+  const server = http.createServer();
+  try {
+    let error: unknown;
+    try {
+      gateway.attach(server, options as never);
+    } catch (err) {
+      error = err;
+    }
+    expect(isConfigError(error)).toBe(true);
+    expect((error as { path: string }).path).toBe(at);
+  } finally {
+    await gateway.close();
+  }
+});
 
 it('is an express Router that Express calls directly', async () => {
   const echo = await startEcho();

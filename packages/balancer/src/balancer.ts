@@ -64,7 +64,9 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
   return {
     name,
     targets,
-    pick: (req) => strategy.pick(req),
+    pick: function pick(req) {
+      return strategy.pick(req);
+    },
     close() {},
   };
 }

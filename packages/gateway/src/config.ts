@@ -1,21 +1,11 @@
-import {
-  array,
-  parseTarget,
-  object,
-  oneOf,
-  record,
-  type Check,
-  type Logger,
-  type TargetInput,
-} from '@turnpike/core';
-import type { StrategyName } from '@turnpike/balancer';
+import { object, oneOf, record, type Check, type TargetInput } from '@turnpike/core';
+import { parseTargets, strategies, type StrategyName } from '@turnpike/balancer';
 import {
   checkRouterConfig,
   proxySettingsShape,
   routerShape,
   type ProxySettings,
-  type RouteOptions,
-  type TrustProxy,
+  type RouterOptions,
 } from '@turnpike/router';
 
 /** One service behind the gateway. */
@@ -26,27 +16,23 @@ export interface ServiceConfig extends ProxySettings {
   balancer?: StrategyName;
 }
 
-/** The whole gateway configuration; see DESIGN.md. */
-export interface GatewayConfig {
+/**
+ * The whole gateway configuration; see DESIGN.md. Routes, trustProxy, identityHeaders,
+ * bodyLimit and logger are the router's options, with its defaults.
+ */
+export interface GatewayConfig extends Pick<
+  RouterOptions,
+  'routes' | 'trustProxy' | 'identityHeaders' | 'bodyLimit' | 'logger'
+> {
   /** Services by name. Required. */
   services: Readonly<Record<string, ServiceConfig>>;
-  /** Routes, relative to where the gateway is mounted. Required. */
-  routes: readonly RouteOptions[];
-  /** Trusted proxies in front of the gateway: false, a hop count, or addresses/CIDRs. Default false. */
-  trustProxy?: TrustProxy;
-  /** Headers only the gateway may set upstream. Default `['x-user-id', 'x-user-roles', 'x-consumer-id']`. */
-  identityHeaders?: readonly string[];
-  /** Default largest request body in bytes, or false. Default 10485760 (10 MiB). */
-  bodyLimit?: number | false;
-  /** Where the gateway logs. Default: silent. */
-  logger?: Logger;
 }
 
 const serviceConfig = object<ServiceConfig>(
   {
     ...proxySettingsShape,
-    targets: array((v, p) => (parseTarget(v, p), v as TargetInput), { min: 1 }),
-    balancer: oneOf(['round-robin'] as const),
+    targets: (v, p) => (parseTargets(v, p), v as readonly TargetInput[]),
+    balancer: oneOf(Object.keys(strategies) as StrategyName[]),
   },
   ['targets'],
 );

@@ -1,6 +1,7 @@
 import { METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import express from 'express';
+import { object, string } from '@turnpike/core';
 import { createBalancer, type Balancer } from '@turnpike/balancer';
 import { createRouter, createUpgradeResponse, type ServiceOptions } from '@turnpike/router';
 import { validateConfig, type GatewayConfig } from './config';
@@ -23,6 +24,13 @@ export interface Gateway extends express.Router {
 
 function noop(): void {}
 
+const attachOptions = object<AttachOptions>({
+  path: string({
+    pattern: /^(?:\/[^/?#]+)*\/?$/,
+    expected: 'the mount path, starting with "/", e.g. "/api"',
+  }),
+});
+
 /** The Router methods that add layers: refused on the gateway. */
 const ROUTER_METHODS = ['use', 'route', 'param', 'all', ...METHODS.map((m) => m.toLowerCase())];
 
@@ -34,28 +42,14 @@ export function createGateway(config: GatewayConfig): Gateway {
   const cfg = validateConfig(config);
   const balancers: Balancer[] = [];
   const services: Record<string, ServiceOptions> = {};
-  for (const [name, s] of Object.entries(cfg.services)) {
-    const balancer = createBalancer(
-      { name, targets: s.targets, strategy: s.balancer },
-      `services.${name}`,
-    );
+  for (const [name, { targets, balancer: strategy, ...proxy }] of Object.entries(cfg.services)) {
+    const balancer = createBalancer({ name, targets, strategy }, `services.${name}`);
     balancers.push(balancer);
-    services[name] = {
-      target: balancer.pick,
-      timeoutMs: s.timeoutMs,
-      connectTimeoutMs: s.connectTimeoutMs,
-      agent: s.agent,
-      preserveHost: s.preserveHost,
-    };
+    // The balancer supplies the target function; every proxy setting passes through as is.
+    services[name] = { ...proxy, target: balancer.pick };
   }
-  const router = createRouter({
-    routes: cfg.routes,
-    services,
-    trustProxy: cfg.trustProxy,
-    identityHeaders: cfg.identityHeaders,
-    bodyLimit: cfg.bodyLimit,
-    logger: cfg.logger,
-  });
+  const { services: _configured, ...routerOptions } = cfg;
+  const router = createRouter({ ...routerOptions, services });
 
   // The gateway answers every request under its mount, so it is its own handler: Express
   // calls it directly, with no router layer walk. It is shaped as an express Router (its
@@ -83,12 +77,8 @@ export function createGateway(config: GatewayConfig): Gateway {
 
   gateway.attach = function attach(server, options = {}) {
     if (closed) throw new Error('Turnpike: attach() after close()');
-    const fixed = options.path === undefined ? undefined : options.path.replace(/\/$/, '');
-    if (fixed !== undefined && fixed !== '' && !fixed.startsWith('/')) {
-      throw new TypeError(
-        `Turnpike: attach(server, { path }) expects a path starting with "/", got ${JSON.stringify(options.path)}`,
-      );
-    }
+    const { path } = attachOptions(options, 'attach.options');
+    const fixed = path?.replace(/\/$/, '');
     if (fixed === undefined && !appsOf(server).some((app) => isMounted(app, gateway))) {
       throw new Error(
         'Turnpike: attach(server) found no Express app on this server with the gateway mounted. ' +
