@@ -1,4 +1,5 @@
 import http from 'node:http';
+import type net from 'node:net';
 import request from 'supertest';
 import { blackHole, deadPort, rawUpstream } from './helpers/upstreams';
 import {
@@ -62,8 +63,11 @@ describe('502 for an upstream that fails', () => {
     }
   });
 
-  it('connection reset before a response', async () => {
-    const up = await rawUpstream((s) => s.once('data', () => s.resetAndDestroy()));
+  it.each<[string, (s: net.Socket) => void]>([
+    ['connection reset before a response', (s) => s.resetAndDestroy()],
+    ['malformed response', (s) => s.end('this is not HTTP\r\n\r\n')],
+  ])('%s', async (_label, answer) => {
+    const up = await rawUpstream((s) => s.once('data', () => answer(s)));
     const gw = await gatewayFor(up.url);
     try {
       expect((await request(gw.running.server).get('/api/x')).status).toBe(502);
@@ -81,17 +85,6 @@ describe('502 for an upstream that fails', () => {
       expect(res.text).not.toContain('invalid');
     } finally {
       await gw.close();
-    }
-  });
-
-  it('malformed response', async () => {
-    const up = await rawUpstream((s) => s.once('data', () => s.end('this is not HTTP\r\n\r\n')));
-    const gw = await gatewayFor(up.url);
-    try {
-      expect((await request(gw.running.server).get('/api/x')).status).toBe(502);
-    } finally {
-      await gw.close();
-      await up.close();
     }
   });
 
