@@ -31,7 +31,7 @@ export function exchangeOf(req: IncomingMessage): Exchange | undefined {
   return (req as unknown as { [EXCHANGE]?: Exchange })[EXCHANGE];
 }
 
-/** Attaches an exchange to its request (or to the upstream response that belongs to it). */
+/** Attaches an exchange to its request. */
 export function setExchange(req: IncomingMessage, ex: Exchange): void {
   (req as unknown as { [EXCHANGE]?: Exchange })[EXCHANGE] = ex;
 }

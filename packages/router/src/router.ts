@@ -198,11 +198,6 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     fail(req, res, ex, BODY_TOO_LARGE);
   }
 
-  function onUpstreamBodyError(this: IncomingMessage, err: Error): void {
-    const ex = exchangeOf(this);
-    if (ex) onProxyError(err, ex.req);
-  }
-
   // ---- proxy listeners (installed once) -------------------------------------------------
 
   const server: ProxyServer = createProxyServer({
@@ -243,8 +238,7 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
       );
     }
     // A body cut off by the upstream must reach the client as an unclean end.
-    setExchange(proxyRes, ex);
-    proxyRes.on('error', onUpstreamBodyError);
+    proxyRes.on('error', (err: Error) => onProxyError(err, req));
     try {
       res.writeHead(
         status,
