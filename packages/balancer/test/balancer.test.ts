@@ -1,6 +1,6 @@
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
-import { isConfigError, type ConfigError, type Target } from '@turnpike/core';
+import type { Target } from '@turnpike/core';
 import {
   createBalancer,
   parseTargets,
@@ -10,16 +10,7 @@ import {
   type StrategyFactory,
   type StrategyName,
 } from '@turnpike/balancer';
-
-function configErrorOf(check: () => unknown): ConfigError {
-  try {
-    check();
-  } catch (err) {
-    expect(isConfigError(err)).toBe(true);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, but nothing was thrown');
-}
+import { configErrorOf } from '../../../test/helpers/expectations';
 
 /** A request object for pick(); round-robin does not look at it. */
 function newRequest(): IncomingMessage {

@@ -1,4 +1,4 @@
-import http, { type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import http, { type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   GatewayError,
@@ -6,6 +6,7 @@ import {
   sendProblem,
   type RequestWithId,
 } from '@turnpike/core';
+import { closedAfterEach } from '../../../test/helpers/expectations';
 
 type Handler = (req: RequestWithId, res: ServerResponse) => void;
 
@@ -15,19 +16,7 @@ interface Reply {
   body: string;
 }
 
-const servers: Server[] = [];
-
-afterEach(async () => {
-  await Promise.all(
-    servers.splice(0).map(
-      (server) =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    ),
-  );
-});
+const servers = closedAfterEach();
 
 /** A real server on 127.0.0.1, port 0; resolves to its port. */
 async function serve(handler: Handler): Promise<number> {

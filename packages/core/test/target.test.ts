@@ -1,14 +1,5 @@
-import { isConfigError, parseTarget, type ConfigError } from '@turnpike/core';
-
-function configErrorOf(check: () => unknown): ConfigError {
-  try {
-    check();
-  } catch (err) {
-    expect(isConfigError(err)).toBe(true);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, but nothing was thrown');
-}
+import { parseTarget } from '@turnpike/core';
+import { configErrorOf } from '../../../test/helpers/expectations';
 
 const PATH = 'services.users.targets[0]';
 

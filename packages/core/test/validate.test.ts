@@ -15,18 +15,9 @@ import {
   string,
   type Check,
 } from '@turnpike/core';
+import { configErrorOf } from '../../../test/helpers/expectations';
 
 /** Runs `check` and returns the ConfigError it throws; fails the test when it throws nothing. */
-function configErrorOf(check: () => unknown): ConfigError {
-  try {
-    check();
-  } catch (err) {
-    expect(isConfigError(err)).toBe(true);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, but nothing was thrown');
-}
-
 interface Server {
   host: string;
   port?: number;

@@ -1,15 +1,6 @@
-import { deepFreeze, isConfigError, type ConfigError } from '@turnpike/core';
+import { deepFreeze } from '@turnpike/core';
 import { validateConfig } from '@turnpike/gateway';
-
-function configErrorOf(check: () => unknown): ConfigError {
-  try {
-    check();
-  } catch (err) {
-    expect(isConfigError(err)).toBe(true);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, but nothing was thrown');
-}
+import { configErrorOf } from '../../../test/helpers/expectations';
 
 /** A complete, valid config; a new object on every call. */
 function validConfig() {

@@ -1,22 +1,11 @@
-import http, { type IncomingMessage, type OutgoingHttpHeaders, type Server } from 'node:http';
+import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { assignRequestId } from '@turnpike/gateway';
+import { closedAfterEach } from '../../../test/helpers/expectations';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
-const servers: Server[] = [];
-
-afterEach(async () => {
-  await Promise.all(
-    servers.splice(0).map(
-      (server) =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    ),
-  );
-});
+const servers = closedAfterEach();
 
 /** What assignRequestId did to one real request, as seen by the server and the client. */
 interface Assigned {

@@ -2,7 +2,6 @@ import http, {
   type IncomingHttpHeaders,
   type IncomingMessage,
   type OutgoingHttpHeaders,
-  type Server,
 } from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { isConfigError } from '@turnpike/core';
@@ -18,22 +17,11 @@ import {
 } from '../src/headers';
 import { DEFAULTS } from '../src/options';
 import type { TrustProxy } from '../src/types';
+import { closedAfterEach } from '../../../test/helpers/expectations';
 
 // ---- a real server on port 0 -------------------------------------------------------------------
 
-const servers: Server[] = [];
-
-afterEach(async () => {
-  await Promise.all(
-    servers.splice(0).map(
-      (server) =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    ),
-  );
-});
+const servers = closedAfterEach();
 
 /**
  * Starts a server on 127.0.0.1, port 0, that hands the first request it receives (a plain one

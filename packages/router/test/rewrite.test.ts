@@ -1,19 +1,9 @@
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
-import { isConfigError, type ConfigError } from '@turnpike/core';
 import { compileRoute } from '../src/route';
 import { RouteTable } from '../src/route-table';
 import type { RouteOptions } from '../src/types';
-
-function configErrorOf(check: () => unknown): ConfigError {
-  try {
-    check();
-  } catch (err) {
-    expect(isConfigError(err)).toBe(true);
-    return err as ConfigError;
-  }
-  throw new Error('expected a ConfigError, but nothing was thrown');
-}
+import { configErrorOf } from '../../../test/helpers/expectations';
 
 function compile(route: Omit<RouteOptions, 'service'>) {
   return compileRoute({ service: 'svc', ...route }, 0, false);
