@@ -8,7 +8,7 @@
  *
  * Every server (the upstream, each proxy) runs in its own child process, forked from this file
  * with a role argument; the load generator (autocannon) runs in this process. The method is
- * the one of /work/shared/PERFORMANCE.md; bench/README.md describes the proxies, the knobs
+ * the one of the team's PERFORMANCE.md notes; bench/README.md describes the proxies, the knobs
  * (BENCH_* environment variables) and the output.
  */
 
@@ -134,12 +134,14 @@ async function expressFloor(target) {
 }
 
 function turnpikeModule() {
-  if (!fs.existsSync(path.join(ROOT, 'packages', 'gateway', 'dist', 'index.js'))) {
-    throw new Error(
-      '@turnpike/gateway is not built (packages/gateway/dist is missing): run `npm run build`',
-    );
+  try {
+    return require('@turnpike/gateway');
+  } catch (err) {
+    if (err.code !== 'MODULE_NOT_FOUND') throw err;
+    throw new Error(`${err.message.split('\n')[0]}: are the packages built? (npm run build)`, {
+      cause: err,
+    });
   }
-  return require('@turnpike/gateway');
 }
 
 function turnpike(target) {
@@ -244,7 +246,12 @@ async function runChild(role, target) {
     made = role === 'upstream' ? await upstream() : await PROXIES[role].make(target);
   } catch (err) {
     const type = err && err.unavailable ? 'unavailable' : 'failed';
-    if (type === 'failed') console.error(`bench: ${role}:`, err);
+    if (type === 'failed')
+      console.error(
+        `bench: ${role}: ${String(err && err.stack)
+          .split('\n', 4)
+          .join('\n')}`,
+      );
     process.send({ type, why: String((err && err.message) || err) }, () => process.exit(0));
     return;
   }
