@@ -25,11 +25,23 @@ const CATALOGUE = {
     'body-too-large',
     'The request body exceeds the limit of this route.',
   ],
+  ERR_TURNPIKE_HEADERS_TOO_LARGE: [
+    431,
+    'Request Header Fields Too Large',
+    'headers-too-large',
+    'The request has more or larger header fields than the gateway accepts.',
+  ],
   ERR_TURNPIKE_INTERNAL: [
     500,
     'Internal Server Error',
     'internal',
     'The gateway failed to handle the request.',
+  ],
+  ERR_TURNPIKE_NOT_IMPLEMENTED: [
+    501,
+    'Not Implemented',
+    'not-implemented',
+    'The gateway does not support a feature the request uses.',
   ],
   ERR_TURNPIKE_UPSTREAM_FAILED: [
     502,

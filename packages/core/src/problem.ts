@@ -26,7 +26,8 @@ export function toProblem(error: unknown, requestId?: string): ProblemBody {
  * Writes `error` as an `application/problem+json` response. Anything that is not a GatewayError
  * is answered as a generic 500: its message never reaches the client. When the response has
  * already started, the connection is destroyed instead, so the client sees an unclean end
- * rather than a complete-looking short body.
+ * rather than a complete-looking short body. Every answer carries `X-Content-Type-Options:
+ * nosniff` and `Cache-Control: no-store`.
  */
 export function sendProblem(req: RequestWithId, res: ServerResponse, error: unknown): void {
   if (res.headersSent) {
@@ -39,6 +40,7 @@ export function sendProblem(req: RequestWithId, res: ServerResponse, error: unkn
     'content-type': PROBLEM_CONTENT_TYPE,
     'content-length': Buffer.byteLength(payload),
     'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
   };
   if (isGatewayError(error) && error.headers) Object.assign(headers, error.headers);
   res.writeHead(problem.status, headers);
