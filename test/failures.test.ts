@@ -151,7 +151,7 @@ describe('504 when the upstream is too slow', () => {
       const res = await request(gw.running.server).get('/api/x');
       expect(res.status).toBe(504);
       // The connect timeout fired, not the (much longer) total deadline.
-      expect(logged.map((l) => l.meta?.code)).toContain('ETURNPIKE_CONNECT_TIMEOUT');
+      expect(logged.map((l) => l.meta?.kind)).toContain('connect-timeout');
     } finally {
       await gw.close();
       await hole.close();

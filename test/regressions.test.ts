@@ -293,9 +293,10 @@ describe('WebSocket upgrades', () => {
       routes: [{ path: '/plain/**', service: 'ws' }],
     });
     try {
+      // Refused: no route (a route without websocket: true answers as plain HTTP instead).
       const { socket, done } = rawExchange(
         own.running.port,
-        `GET /api/plain/x HTTP/1.1\r\n${UPGRADE_HEADERS}`,
+        `GET /api/nowhere HTTP/1.1\r\n${UPGRADE_HEADERS}`,
         { allowHalfOpen: true },
       );
       expect((await done).status).toBe(404);
@@ -314,7 +315,7 @@ describe('WebSocket upgrades', () => {
 
   it('a refused upgrade returns X-Request-ID, the id in its problem body', async () => {
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${gw.running.port}/api/plain/x`, {
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.running.port}/api/nowhere`, {
         headers: { 'X-Request-ID': 'ws-refused-1' },
       });
       ws.once('unexpected-response', (_req, r: IncomingMessage) => resolve(r));

@@ -95,8 +95,11 @@ it('applies the same header hygiene to upgrades', async () => {
   }
 });
 
-it('refuses an upgrade on a route without websocket: true', async () => {
-  expect(await refusal(`${wsBase()}/api/plain/x`)).toBe(404);
+it('answers an upgrade on a route without websocket: true as plain HTTP (RFC 9110 §7.8)', async () => {
+  lastUpgrade = undefined;
+  // The upstream's HTTP answer, not a tunnel: the upstream never sees an upgrade request.
+  expect(await refusal(`${wsBase()}/api/plain/x`)).toBe(200);
+  expect(lastUpgrade).toBeUndefined();
 });
 
 it('refuses an upgrade on an unknown path under the mount', async () => {

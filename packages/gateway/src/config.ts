@@ -18,11 +18,19 @@ export interface ServiceConfig extends ProxySettings {
 
 /**
  * The whole gateway configuration; see DESIGN.md. Routes, trustProxy, identityHeaders,
- * bodyLimit and logger are the router's options, with its defaults.
+ * stripHeaders, bodyLimit, maxHeaderCount, requestBuffer and logger are the router's
+ * options, with its defaults.
  */
 export interface GatewayConfig extends Pick<
   RouterOptions,
-  'routes' | 'trustProxy' | 'identityHeaders' | 'bodyLimit' | 'logger'
+  | 'routes'
+  | 'trustProxy'
+  | 'identityHeaders'
+  | 'stripHeaders'
+  | 'bodyLimit'
+  | 'maxHeaderCount'
+  | 'requestBuffer'
+  | 'logger'
 > {
   /** Services by name. Required. */
   services: Readonly<Record<string, ServiceConfig>>;
@@ -47,7 +55,10 @@ const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
     routes: routerShape.routes,
     trustProxy: routerShape.trustProxy,
     identityHeaders: routerShape.identityHeaders,
+    stripHeaders: routerShape.stripHeaders,
     bodyLimit: routerShape.bodyLimit,
+    maxHeaderCount: routerShape.maxHeaderCount,
+    requestBuffer: routerShape.requestBuffer,
     logger: routerShape.logger,
   },
   ['services', 'routes'],

@@ -1,27 +1,64 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PassThrough, Transform, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
 import qs from 'qs';
 import { GatewayError } from '@turnpike/core';
+import type { Exchange } from './exchange';
 import type { RoutedRequest } from './types';
+
+function unsendable(why: string): GatewayError {
+  return new GatewayError('ERR_TURNPIKE_INTERNAL', { cause: new Error(why) });
+}
+
+/** Deep equality of parsed form values: strings, arrays and plain objects. */
+function same(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  for (const k of ka) {
+    if (!same((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  return true;
+}
+
+/**
+ * A form body parsed by express.urlencoded() (flat or `extended`), encoded again so that it
+ * parses back to exactly what the parser produced: repeated names first (`a=1&a=2`, what
+ * every parser reads as a list), then bracket indices (`a[0][b]=1`, what `qs` reads). A body
+ * neither form reproduces (qs's depth and array limits folded keys) is refused.
+ */
+function formBody(body: object): Buffer {
+  for (const arrayFormat of ['repeat', 'indices'] as const) {
+    const text = qs.stringify(body, { arrayFormat });
+    const back = qs.parse(text, {
+      depth: Infinity,
+      arrayLimit: Infinity,
+      parameterLimit: Infinity,
+    });
+    if (same(back, body)) return Buffer.from(text);
+  }
+  throw unsendable('the parsed form body cannot be encoded again faithfully');
+}
 
 /**
  * The body to send upstream when a body parser (express.json(), express.urlencoded(), …)
- * already consumed the request stream: re-serialised from `req.body` with a correct
- * Content-Length. Throws for a body the gateway cannot re-send.
+ * already consumed the request stream: encoded again from `req.body`, with a correct
+ * Content-Length. JSON is re-serialised (JSON.stringify: big integers have already lost
+ * precision in the parser). Throws a 500 GatewayError for a body the gateway cannot re-send
+ * faithfully. `chunked`: the request was framed with Transfer-Encoding.
  */
-export function parsedBody(req: RoutedRequest): Buffer {
+export function parsedBody(req: RoutedRequest, chunked: boolean): Buffer {
   const body = req.body;
   const h = req.headers;
   let buf: Buffer;
   if (h['content-length'] === '0') buf = Buffer.alloc(0);
   else if (body === undefined || body === null) {
-    if (h['content-length'] === undefined && h['transfer-encoding'] === undefined) {
+    if (h['content-length'] === undefined && !chunked) {
       buf = Buffer.alloc(0); // there was no body to read
     } else {
       // Someone read the body and kept nothing: sending an empty one would lose it.
-      throw new GatewayError('ERR_TURNPIKE_INTERNAL', {
-        cause: new Error('the request body was consumed before the gateway and req.body is unset'),
-      });
+      throw unsendable('the request body was consumed before the gateway and req.body is unset');
     }
   } else if (Buffer.isBuffer(body)) buf = body;
   else if (typeof body === 'string') buf = Buffer.from(body);
@@ -29,29 +66,20 @@ export function parsedBody(req: RoutedRequest): Buffer {
     const type = (h['content-type'] ?? '').toLowerCase();
     if (type.startsWith('application/json') || /^[a-z]+\/[^;]*\+json\b/.test(type)) {
       buf = Buffer.from(JSON.stringify(body));
-    } else if (type.startsWith('application/x-www-form-urlencoded')) {
-      buf = Buffer.from(qs.stringify(body, { arrayFormat: 'repeat' }));
+    } else if (type.startsWith('application/x-www-form-urlencoded') && typeof body === 'object') {
+      buf = formBody(body);
     } else {
-      throw new GatewayError('ERR_TURNPIKE_INTERNAL', {
-        cause: new Error(`request body was consumed by a parser for ${type || 'an unknown type'}`),
-      });
+      throw unsendable(`request body was consumed by a parser for ${type || 'an unknown type'}`);
     }
   }
   h['content-length'] = String(buf.length);
-  delete h['transfer-encoding'];
   return buf;
 }
 
-/** A readable of a buffer, for the proxy's `buffer` option. */
-export function bufferStream(buf: Buffer): PassThrough {
-  const stream = new PassThrough();
-  stream.end(buf);
-  return stream;
-}
-
 /**
- * Counts the bytes of a chunked request body on its way upstream; past the limit it stops
- * passing data and calls `onExceed` once (which answers 413 and aborts the upstream request).
+ * Passes a request body upstream counting its bytes; past the limit it stops passing data
+ * and calls `onExceed` once (which answers 413 and aborts the upstream call). It also stands
+ * between the client's request and undici, which destroys the body stream it is given.
  */
 export class BodyLimitStream extends Transform {
   private seen = 0;
@@ -59,9 +87,8 @@ export class BodyLimitStream extends Transform {
 
   constructor(
     private readonly limit: number,
-    private readonly req: IncomingMessage,
-    private readonly res: ServerResponse,
-    private readonly onExceed: (req: IncomingMessage, res: ServerResponse) => void,
+    private readonly ex: Exchange,
+    private readonly onExceed: (ex: Exchange) => void,
   ) {
     super();
   }
@@ -71,7 +98,7 @@ export class BodyLimitStream extends Transform {
     this.seen += chunk.length;
     if (this.seen > this.limit) {
       this.exceeded = true;
-      this.onExceed(this.req, this.res);
+      this.onExceed(this.ex);
       return callback();
     }
     callback(null, chunk);

@@ -7,15 +7,20 @@ export type Handler = (req: IncomingMessage, res: ServerResponse) => void;
 /** What the chain calls when a stage fails. */
 export type OnError = (req: IncomingMessage, res: ServerResponse, err: unknown) => void;
 
+/** What the chain calls when a stage passes the request on with `next('route')` or `next('router')`. */
+export type OnExit = (req: IncomingMessage, res: ServerResponse) => void;
+
 /**
  * Composes a route's stages and its terminal once, at creation. With no stages the terminal
  * is the chain itself. A stage may call `next(err)`, throw, or return a rejected promise (an
- * async Express 5 middleware): each ends in `onError`.
+ * async Express 5 middleware): each ends in `onError`. `next('route')` and `next('router')`
+ * (Express's "skip the rest") end in `onExit`.
  */
 export function compose(
   stages: readonly Middleware[],
   terminal: Handler,
   onError: OnError,
+  onExit: OnExit = (req, res) => onError(req, res, new Error('next("route") from a stage')),
 ): Handler {
   if (stages.length === 0) return terminal;
   const list = [...stages];
@@ -28,6 +33,7 @@ export function compose(
       reached = i;
       if (err !== undefined && err !== null) {
         reached = list.length;
+        if (err === 'route' || err === 'router') return onExit(req, res);
         return onError(req, res, err);
       }
       const stage = list[i];

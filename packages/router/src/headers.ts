@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import proxyaddr from 'proxy-addr';
 import { ConfigError } from '@turnpike/core';
@@ -74,11 +75,21 @@ export function compileTrust(
   }
 }
 
-/** What the gateway computes about the client before client headers are removed. */
+/**
+ * A Host header RFC 9112 §3.2 allows: a host name (unreserved characters and escapes) or a
+ * bracketed IP literal, and an optional port. No userinfo, path, quotes or empty value.
+ */
+const HOST = /^(?:(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})+|\[[0-9A-Fa-f:.]+\])(?::\d{0,5})?$/;
+
+/** True for a Host (or X-Forwarded-Host) value the gateway forwards. */
+export function validHost(host: string): boolean {
+  return HOST.test(host);
+}
+
+/** What the gateway says about the client upstream (RFC 7239): addresses only, IPv6 quoted. */
 function forwardedValue(ip: string, host: string | undefined, proto: string): string {
-  const forIp = ip.includes(':') ? `"[${ip}]"` : ip;
-  const hostPart =
-    host !== undefined && /^[A-Za-z0-9.\-:[\]]+$/.test(host) ? `;host="${host}"` : '';
+  const forIp = isIP(ip) === 6 ? `"[${ip}]"` : isIP(ip) === 4 ? ip : 'unknown';
+  const hostPart = host !== undefined && validHost(host) ? `;host="${host}"` : '';
   return `for=${forIp}${hostPart};proto=${proto}`;
 }
 
@@ -90,6 +101,19 @@ function firstValue(value: string | string[] | undefined): string | undefined {
   return (comma === -1 ? s : s.slice(0, comma)).trim() || undefined;
 }
 
+const CLIENT_IP = 'clientIp';
+
+/**
+ * The client address the router computed from `trustProxy` (the nearest address not a
+ * trusted proxy, from valid `X-Forwarded-For` entries only), set on `req.clientIp` by
+ * hygiene; the socket's address for a request the router has not seen. Key on this, not on
+ * `req.ip`: after hygiene rewrites X-Forwarded-For, Express's `req.ip` is the proxy's view.
+ */
+export function clientIp(req: IncomingMessage): string {
+  const ip = (req as { [CLIENT_IP]?: string })[CLIENT_IP];
+  return ip ?? req.socket.remoteAddress ?? '';
+}
+
 /**
  * Builds the request hygiene step, once: removes hop-by-hop headers and every header named in
  * `Connection`, the client's `X-Forwarded-*`, `Forwarded`, `X-Real-IP` and identity headers
@@ -99,11 +123,13 @@ function firstValue(value: string | string[] | undefined): string | undefined {
 export function createHygiene(options: {
   trustProxy: TrustProxy;
   identityHeaders: readonly string[];
+  stripHeaders?: readonly string[];
 }) {
   const trust = compileTrust(options.trustProxy);
   const strip = new Set<string>([...HOP_BY_HOP, ...FORWARDING, 'expect']);
   strip.delete('transfer-encoding'); // kept, normalised below: the body stays framed upstream
   for (const name of options.identityHeaders) strip.add(canonicalName(name));
+  for (const name of options.stripHeaders ?? []) strip.add(canonicalName(name));
   const keepForUpgrade = new Set(['connection', 'upgrade']);
 
   return function hygiene(req: IncomingMessage, upgrade: boolean): void {
@@ -117,16 +143,28 @@ export function createHygiene(options: {
     let chain = remote;
     let proto = encrypted ? 'https' : 'http';
     let host = h.host;
-    if (trust !== undefined) {
-      const all = proxyaddr.all(req, trust);
-      clientIp = all[all.length - 1] ?? remote;
-      chain = all.reverse().join(', ');
-      if (trust(remote, 0)) {
-        const p = firstValue(h['x-forwarded-proto']);
-        if (p === 'http' || p === 'https') proto = p;
-        host = firstValue(h['x-forwarded-host']) ?? host;
+    const xff = h['x-forwarded-for'];
+    if (trust !== undefined && xff !== undefined && trust(remote, 0)) {
+      // Walk X-Forwarded-For from the nearest hop while the hop is trusted. Only a valid
+      // address counts: the walk stops at anything else, and the last valid hop is the client.
+      const parts = (typeof xff === 'string' ? xff : xff.join(',')).split(',');
+      const hops = [remote];
+      for (let j = parts.length - 1; j >= 0; j--) {
+        const addr = parts[j]!.trim();
+        if (isIP(addr) === 0) break;
+        hops.push(addr);
+        clientIp = addr;
+        if (!trust(addr, hops.length - 1)) break;
       }
+      chain = hops.reverse().join(', ');
     }
+    if (trust !== undefined && trust(remote, 0)) {
+      const p = firstValue(h['x-forwarded-proto']);
+      if (p === 'http' || p === 'https') proto = p;
+      const fh = firstValue(h['x-forwarded-host']);
+      if (fh !== undefined && validHost(fh)) host = fh;
+    }
+    (req as { [CLIENT_IP]?: string })[CLIENT_IP] = clientIp;
 
     const connection = h.connection;
     if (connection !== undefined && connection !== 'keep-alive' && connection !== 'close') {
@@ -201,37 +239,33 @@ export function transformRequest(h: IncomingHttpHeaders, t: CompiledTransform): 
 /** A response head for `res.writeHead(status, list)`: a repeated name once, with its values. */
 export type HeaderList = (string | string[])[];
 
-/** Appends a header to a list, folding a name seen before into an array of values. */
-function append(out: HeaderList, lowers: string[], name: string, lower: string, value: string) {
-  const j = lowers.indexOf(lower);
-  if (j === -1) {
-    lowers.push(lower);
-    out.push(name, value);
-    return;
-  }
-  const prev = out[2 * j + 1]!;
-  if (Array.isArray(prev)) prev.push(value);
-  else out[2 * j + 1] = [prev, value];
-}
+/** Past this many headers, repeats are found through a Map instead of a scan of the list. */
+const SCAN_MAX = 16;
 
 /**
  * The upstream response's headers as sent to the client: hop-by-hop headers and those named
  * in its `Connection` removed, the route's transform applied, and with `requestId` the
- * gateway's `X-Request-ID` in place of the upstream's. Keeps the upstream's spelling. A
- * repeated name (Set-Cookie) comes once with all its values: Node's `writeHead(status, list)`
- * then writes every value, whether or not headers were set on the response before (with
- * headers set before, it replaces a name per entry, so repeats given separately would keep
- * only the last).
+ * gateway's `X-Request-ID` in place of the upstream's. Keeps the upstream's
+ * spelling. A repeated name (Set-Cookie) comes once with all its values: Node's
+ * `writeHead(status, list)` then writes every value, whether or not headers were set on the
+ * response before (with headers set before, it replaces a name per entry, so repeats given
+ * separately would keep only the last). `raw` is undici's (Buffers) or Node's (strings).
  */
 export function responseHeaders(
-  raw: readonly string[],
+  raw: readonly (string | Buffer)[],
   t: CompiledTransform | undefined,
   requestId?: string,
 ): HeaderList {
+  const n = raw.length;
+  const names: string[] = new Array<string>(n >> 1);
   let named: Set<string> | undefined;
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === 'connection') {
-      const value = raw[i + 1]!;
+  for (let i = 0; i < n; i += 2) {
+    const r = raw[i]!;
+    const lower = (typeof r === 'string' ? r : r.toString('latin1')).toLowerCase();
+    names[i >> 1] = lower;
+    if (lower === 'connection') {
+      const v = raw[i + 1]!;
+      const value = typeof v === 'string' ? v : v.toString('latin1');
       if (value === 'keep-alive' || value === 'close') continue; // names no other header
       named ??= new Set();
       for (const token of tokens(value)) named.add(token);
@@ -239,17 +273,35 @@ export function responseHeaders(
   }
   const out: HeaderList = [];
   const lowers: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    const lower = name.toLowerCase();
+  const index = n > 2 * SCAN_MAX ? new Map<string, number>() : undefined;
+  const append = (name: string, lower: string, value: string): void => {
+    const j = index !== undefined ? (index.get(lower) ?? -1) : lowers.indexOf(lower);
+    if (j === -1) {
+      index?.set(lower, lowers.length);
+      lowers.push(lower);
+      out.push(name, value);
+      return;
+    }
+    const prev = out[2 * j + 1]!;
+    if (Array.isArray(prev)) prev.push(value);
+    else out[2 * j + 1] = [prev, value];
+  };
+  for (let i = 0; i < n; i += 2) {
+    const lower = names[i >> 1]!;
     if (HOP_BY_HOP.has(lower) || named?.has(lower) || t?.drop.has(lower)) continue;
     if (requestId !== undefined && lower === 'x-request-id') continue;
-    append(out, lowers, name, lower, raw[i + 1]!);
+    const r = raw[i]!;
+    const v = raw[i + 1]!;
+    append(
+      typeof r === 'string' ? r : r.toString('latin1'),
+      lower,
+      typeof v === 'string' ? v : v.toString('latin1'),
+    );
   }
-  if (requestId !== undefined) append(out, lowers, 'X-Request-ID', 'x-request-id', requestId);
+  if (requestId !== undefined) append('X-Request-ID', 'x-request-id', requestId);
   if (t) {
-    for (const [name, value] of t.set) append(out, lowers, name, name, value);
-    for (const [name, value] of t.add) append(out, lowers, name, name, value);
+    for (const [name, value] of t.set) append(name, name, value);
+    for (const [name, value] of t.add) append(name, name, value);
   }
   return out;
 }

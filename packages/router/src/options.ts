@@ -1,3 +1,4 @@
+import { METHODS } from 'node:http';
 import {
   ConfigError,
   array,
@@ -21,6 +22,7 @@ import type {
   HeaderTransform,
   ProxySettings,
   RouteOptions,
+  RouterExtensions,
   RouterOptions,
   ServiceOptions,
   TrustProxy,
@@ -31,12 +33,14 @@ export const DEFAULTS = Object.freeze({
   timeoutMs: 30_000,
   connectTimeoutMs: 5_000,
   maxSockets: 256,
-  maxFreeSockets: 64,
   freeSocketTimeoutMs: 4_000,
   preserveHost: false,
   trustProxy: false,
   identityHeaders: Object.freeze(['x-user-id', 'x-user-roles', 'x-consumer-id']),
   bodyLimit: 10 * 1024 * 1024,
+  maxHeaderCount: 100,
+  requestBuffer: 64 * 1024,
+  stripHeaders: Object.freeze(['x-original-url', 'x-rewrite-url', 'x-http-method-override']),
 });
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -46,7 +50,19 @@ const headerValue = string({
   pattern: /^[\t\x20-\x7e]*$/,
   expected: 'a header value without control characters',
 });
-const method = string({ pattern: /^[A-Z]+$/, expected: 'an upper-case HTTP method such as "GET"' });
+const KNOWN_METHODS = new Set(METHODS);
+const methodName = string({
+  pattern: /^[A-Z]+$/,
+  expected: 'an upper-case HTTP method such as "GET"',
+});
+/** A method Node's HTTP parser accepts: any other could never arrive. */
+const method: Check<string> = (value, path) => {
+  const m = methodName(value, path);
+  if (!KNOWN_METHODS.has(m)) {
+    throw new ConfigError(path, `an HTTP method Node knows (one of ${METHODS.join(', ')})`, m);
+  }
+  return m;
+};
 const ms = (max: number) => number({ min: 1, max, integer: true });
 const bytes = either<number, false>(
   { when: (v) => typeof v === 'number', check: number({ min: 0, integer: true }) },
@@ -83,7 +99,6 @@ const headerTransform: Check<HeaderTransform> = object<HeaderTransform>({
 
 const agentOptions = object<AgentOptions>({
   maxSockets: number({ min: 1, integer: true }),
-  maxFreeSockets: number({ min: 0, integer: true }),
   freeSocketTimeoutMs: ms(3_600_000),
 });
 
@@ -103,10 +118,6 @@ const targetSource: Check<ServiceOptions['target']> = (value, path) => {
   }
   throw new ConfigError(path, 'a target URL or a function (req) => target', value);
 };
-
-const serviceOptions = object<ServiceOptions>({ ...proxySettingsShape, target: targetSource }, [
-  'target',
-]);
 
 const PATTERN_SEGMENT = /^(?:[A-Za-z0-9\-._~!$&'()+,=@]|%[0-9A-F]{2})+$/;
 const routePath = string({
@@ -170,30 +181,66 @@ const headerMatchers: Check<Record<string, string | RegExp>> = (value, path) => 
   return lower;
 };
 
-const routeOptions = object<RouteOptions>(
-  {
-    path: patternPath,
-    service: string({ minLength: 1, expected: 'a service name' }),
-    name: string({ minLength: 1, expected: 'a non-empty route name' }),
-    methods: array(method, { min: 1 }),
-    host: either<string, string[]>(
-      { when: (v) => typeof v === 'string', check: hostPattern },
-      { when: Array.isArray, check: array(hostPattern, { min: 1 }) },
-      'a host name or a list of host names',
-    ),
-    headers: headerMatchers,
-    stripPrefix: string({
-      pattern: /^\/[^/]+(?:\/[^/]+)*$/,
-      expected: 'a path prefix starting with "/" and not ending with "/", e.g. "/users"',
-    }),
-    rewrite: patternPath,
-    requestHeaders: headerTransform,
-    responseHeaders: headerTransform,
-    bodyLimit: bytes,
-    websocket: boolean,
-  },
-  ['path', 'service'],
-);
+/** The router's own route keys. */
+const routeShape: Shape<RouteOptions> = {
+  path: patternPath,
+  service: string({ minLength: 1, expected: 'a service name' }),
+  handler: fn<NonNullable<RouteOptions['handler']>>(),
+  name: string({ minLength: 1, expected: 'a non-empty route name' }),
+  methods: array(method, { min: 1 }),
+  host: either<string, string[]>(
+    { when: (v) => typeof v === 'string', check: hostPattern },
+    { when: Array.isArray, check: array(hostPattern, { min: 1 }) },
+    'a host name or a list of host names',
+  ),
+  headers: headerMatchers,
+  stripPrefix: string({
+    pattern: /^\/[^/]+(?:\/[^/]+)*$/,
+    expected: 'a path prefix starting with "/" and not ending with "/", e.g. "/users"',
+  }),
+  rewrite: patternPath,
+  requestHeaders: headerTransform,
+  responseHeaders: headerTransform,
+  bodyLimit: bytes,
+  websocket: boolean,
+};
+
+/** The shape with the keys extensions add; an extension may not redefine one of the router's. */
+function extended<T>(
+  own: Shape<T>,
+  extra: RouterExtensions['route'] | undefined,
+  path: string,
+): Shape<T> {
+  if (extra === undefined) return own;
+  for (const key of Object.keys(extra)) {
+    if (Object.prototype.hasOwnProperty.call(own, key)) {
+      throw new ConfigError(join(path, key), 'a key the router does not define itself', key);
+    }
+  }
+  return { ...own, ...extra };
+}
+
+/** The check of a route list, with the keys extensions add. */
+export function routesCheck(extensions?: RouterExtensions): Check<RouteOptions[]> {
+  return array(
+    object<RouteOptions>(extended(routeShape, extensions?.route, 'extensions.route'), ['path']),
+  );
+}
+
+/** The check of one service's proxy settings plus `target`, with the keys extensions add. */
+function servicesCheck(extensions?: RouterExtensions): Check<Record<string, ServiceOptions>> {
+  const own: Shape<ServiceOptions> = { ...proxySettingsShape, target: targetSource };
+  return record(
+    object<ServiceOptions>(extended(own, extensions?.service, 'extensions.service'), ['target']),
+    { keyPattern: /^[A-Za-z0-9_.-]+$/, keyExpected: 'a service name of [A-Za-z0-9_.-]' },
+  );
+}
+
+const extensionKeys = record<(value: unknown, path: string) => unknown>(fn(), {
+  keyPattern: /^[A-Za-z][A-Za-z0-9]*$/,
+  keyExpected: 'an option key of letters and digits',
+});
+const extensionsCheck = object<RouterExtensions>({ route: extensionKeys, service: extensionKeys });
 
 const trustProxy: Check<TrustProxy> = (value, path) => {
   if (value === false) return false;
@@ -221,21 +268,27 @@ export interface ParsedRouterOptions {
   services: Record<string, ServiceOptions>;
   trustProxy: TrustProxy;
   identityHeaders: readonly string[];
+  stripHeaders: readonly string[];
   bodyLimit: number | false;
+  maxHeaderCount: number;
+  requestBuffer: number;
   stages: RouterOptions['stages'];
   logger: RouterOptions['logger'];
+  extensions: RouterExtensions | undefined;
 }
 
 /** The shape of RouterOptions; exported so the gateway validates the same fields the same way. */
 export const routerShape: Shape<RouterOptions> = {
-  routes: array(routeOptions),
-  services: record(serviceOptions, {
-    keyPattern: /^[A-Za-z0-9_.-]+$/,
-    keyExpected: 'a service name of [A-Za-z0-9_.-]',
-  }),
+  routes: routesCheck(),
+  services: servicesCheck(),
   trustProxy,
   identityHeaders: array(headerName),
+  stripHeaders: array(headerName),
   bodyLimit: bytes,
+  // Node keeps at most maxHeadersCount (2000 by default) in req.headers: the limit stays below.
+  maxHeaderCount: number({ min: 1, max: 1000, integer: true }),
+  requestBuffer: number({ min: 0, max: 64 * 1024 * 1024, integer: true }),
+  extensions: extensionsCheck,
   stages: fn<NonNullable<RouterOptions['stages']>>(),
   logger: (v, p) => {
     for (const level of ['error', 'warn', 'info', 'debug']) {
@@ -247,13 +300,37 @@ export const routerShape: Shape<RouterOptions> = {
   },
 };
 
-/** Checks the routes against the services: each names one that exists. */
+/** Checks the routes against the services: each names one that exists, or has a handler instead. */
 export function checkRouteServices(
   routes: readonly RouteOptions[],
   services: Readonly<Record<string, unknown>>,
   path = 'routes',
 ): void {
   routes.forEach((route, i) => {
+    if (route.handler !== undefined) {
+      if (route.service !== undefined) {
+        throw new ConfigError(
+          `${path}[${i}].handler`,
+          'either service or handler, not both',
+          route.handler,
+        );
+      }
+      if (route.websocket === true) {
+        throw new ConfigError(
+          `${path}[${i}].websocket`,
+          'websocket only on a route with a service (a handler answers HTTP)',
+          true,
+        );
+      }
+      return;
+    }
+    if (route.service === undefined) {
+      throw new ConfigError(
+        `${path}[${i}].service`,
+        'a value (a route needs a service or a handler)',
+        undefined,
+      );
+    }
     if (!Object.prototype.hasOwnProperty.call(services, route.service)) {
       throw new ConfigError(
         `${path}[${i}].service`,
@@ -284,15 +361,26 @@ export function checkRouterConfig(
 
 /** Validates router options; throws a ConfigError naming the field. The input is never modified. */
 export function parseRouterOptions(options: unknown, path = ''): ParsedRouterOptions {
-  const parsed = object<RouterOptions>(routerShape, ['routes', 'services'])(options, path);
+  const given = (options as { extensions?: unknown } | null)?.extensions;
+  const extensions =
+    given === undefined ? undefined : extensionsCheck(given, join(path, 'extensions'));
+  const shape: Shape<RouterOptions> =
+    extensions === undefined
+      ? routerShape
+      : { ...routerShape, routes: routesCheck(extensions), services: servicesCheck(extensions) };
+  const parsed = object<RouterOptions>(shape, ['routes', 'services'])(options, path);
   checkRouterConfig(parsed, path);
   return {
     routes: parsed.routes as RouteOptions[],
     services: parsed.services,
     trustProxy: parsed.trustProxy ?? DEFAULTS.trustProxy,
     identityHeaders: parsed.identityHeaders ?? DEFAULTS.identityHeaders,
+    stripHeaders: parsed.stripHeaders ?? DEFAULTS.stripHeaders,
     bodyLimit: parsed.bodyLimit ?? DEFAULTS.bodyLimit,
+    maxHeaderCount: parsed.maxHeaderCount ?? DEFAULTS.maxHeaderCount,
+    requestBuffer: parsed.requestBuffer ?? DEFAULTS.requestBuffer,
     stages: parsed.stages,
     logger: parsed.logger,
+    extensions,
   };
 }

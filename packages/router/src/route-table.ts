@@ -44,8 +44,10 @@ export function splitPath(path: string): string[] {
  */
 export class RouteTable<R extends TableRoute> {
   private readonly root = new Node<R>();
-  /** Patterns without wildcards, by path: one Map lookup for the common case. */
-  private readonly exact = new Map<string, R[]>();
+  /** Patterns without wildcards, by path, with their lookup result built once. */
+  private readonly exact = new Map<string, Lookup<R>[]>();
+  /** "method" results by Allow list: a finite set, built once each. */
+  private readonly methods = new Map<string, Lookup<R>>();
 
   constructor(routes: readonly R[]) {
     for (const route of routes) this.add(route);
@@ -72,9 +74,10 @@ export class RouteTable<R extends TableRoute> {
     node.ends.push(route);
     if (!wild) {
       const key = segments.length === 0 ? '/' : `/${segments.join('/')}`;
+      const result: Lookup<R> = Object.freeze({ kind: 'route' as const, route, segments: EMPTY });
       const list = this.exact.get(key);
-      if (list) list.push(route);
-      else this.exact.set(key, [route]);
+      if (list) list.push(result);
+      else this.exact.set(key, [result]);
     }
   }
 
@@ -84,10 +87,9 @@ export class RouteTable<R extends TableRoute> {
       path.length > 1 && path.charCodeAt(path.length - 1) === 47 ? path.slice(0, -1) : path;
     const exact = this.exact.get(key);
     if (exact) {
-      for (const route of exact) {
-        if (route.allowsMethod(method) && route.matchesRequest(req)) {
-          return { kind: 'route', route, segments: EMPTY };
-        }
+      for (const result of exact) {
+        const route = (result as { route: R }).route;
+        if (route.allowsMethod(method) && route.matchesRequest(req)) return result;
       }
     }
     const segments = splitPath(path);
@@ -103,7 +105,13 @@ export class RouteTable<R extends TableRoute> {
       }
     });
     if (!any) return NONE;
-    return { kind: 'method', allow: [...allowed].join(', ') };
+    const allow = [...allowed].join(', ');
+    let result = this.methods.get(allow);
+    if (result === undefined) {
+      result = Object.freeze({ kind: 'method' as const, allow });
+      this.methods.set(allow, result);
+    }
+    return result;
   }
 
   private find(

@@ -1,8 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import { ConfigError } from '@turnpike/core';
-import { compileTransform, type CompiledTransform } from './headers';
+import { canonicalName, compileTransform, type CompiledTransform } from './headers';
 import { splitPath, type TableRoute } from './route-table';
-import type { RouteInfo, RouteOptions } from './types';
+import type { Middleware, RouteInfo, RouteOptions } from './types';
 
 /** Builds the forwarded path (without the query) from the checked path and its segments. */
 type Rewrite = (path: string, segments: readonly string[]) => string;
@@ -10,7 +10,9 @@ type Rewrite = (path: string, segments: readonly string[]) => string;
 /** A route compiled once at creation. */
 export interface CompiledRoute extends TableRoute {
   readonly info: RouteInfo;
-  readonly service: string;
+  /** The service, or undefined for a `handler` route. */
+  readonly service: string | undefined;
+  readonly handler: Middleware | undefined;
   readonly websocket: boolean;
   readonly bodyLimit: number;
   readonly rewrite: Rewrite | undefined;
@@ -39,7 +41,11 @@ function compileHost(
   return (req) => {
     const raw = req.headers.host;
     if (raw === undefined) return false;
-    const { name, port } = splitHost(raw);
+    // Split as splitHost does, without building an object per request.
+    const colon = raw.lastIndexOf(':');
+    const split = colon !== -1 && !raw.endsWith(']');
+    const name = (split ? raw.slice(0, colon) : raw).toLowerCase();
+    const port = split ? raw.slice(colon + 1) : undefined;
     for (const p of exact) {
       if (p.name === name && (p.port === undefined || p.port === port)) return true;
     }
@@ -61,16 +67,35 @@ function stateless(re: RegExp): RegExp {
   return re.global || re.sticky ? new RegExp(re.source, re.flags.replace(/[gy]/g, '')) : re;
 }
 
+/** Returned by {@link headerOf} when `-` and `_` spellings of one name disagree. */
+const AMBIGUOUS = Symbol('ambiguous');
+
+/**
+ * A request header as an upstream that reads `_` as `-` sees it (the same folding identity
+ * hygiene uses): the one value under any spelling, or AMBIGUOUS when spellings disagree.
+ */
+function headerOf(req: IncomingMessage, name: string): string | undefined | typeof AMBIGUOUS {
+  const h = req.headers;
+  let found = h[name];
+  for (const key in h) {
+    if (key === name || key.indexOf('_') === -1 || canonicalName(key) !== name) continue;
+    if (found !== undefined) return AMBIGUOUS;
+    found = h[key];
+  }
+  return typeof found === 'string' ? found : found === undefined ? undefined : AMBIGUOUS;
+}
+
 function compileHeaders(
   headers: Readonly<Record<string, string | RegExp>> | undefined,
 ): ((req: IncomingMessage) => boolean) | undefined {
   if (headers === undefined) return undefined;
   const checks = Object.entries(headers).map(
-    ([name, want]) => [name, typeof want === 'string' ? want : stateless(want)] as const,
+    ([name, want]) =>
+      [canonicalName(name), typeof want === 'string' ? want : stateless(want)] as const,
   );
   return (req) => {
     for (const [name, want] of checks) {
-      const got = req.headers[name];
+      const got = headerOf(req, name);
       if (typeof got !== 'string') return false;
       if (typeof want === 'string' ? got !== want : !want.test(got)) return false;
     }
@@ -174,6 +199,7 @@ export function compileRoute(
     info,
     path: route.path,
     service: route.service,
+    handler: route.handler,
     websocket: route.websocket === true,
     bodyLimit: limit === false ? Infinity : limit,
     allow: methods ? [...methods] : undefined, // undefined: every method

@@ -8,8 +8,12 @@ export type Middleware = (
   next: (err?: unknown) => void,
 ) => void;
 
-/** Picks the upstream target for one request: a URL string, or a function (e.g. a balancer's `pick`). */
-export type TargetSource = string | ((req: IncomingMessage) => Target | undefined);
+/**
+ * Picks the upstream target for one attempt: a URL string, or a function (e.g. a balancer's
+ * `pick`) that gets the targets earlier attempts of this request used, to skip them on a retry.
+ */
+export type TargetSource =
+  string | ((req: IncomingMessage, tried: readonly Target[]) => Target | undefined);
 
 /** Header changes applied on the way through. Names are case-insensitive. */
 export interface HeaderTransform {
@@ -21,13 +25,11 @@ export interface HeaderTransform {
   add?: Readonly<Record<string, string>>;
 }
 
-/** Keep-alive agent limits, per service. */
+/** Connection pool limits, per target of a service (an undici Pool each). */
 export interface AgentOptions {
-  /** Sockets open at once per target. Default 256. */
+  /** Connections open at once per target; requests beyond wait for one. Default 256. */
   maxSockets?: number;
-  /** Idle sockets kept per target. Default 64. */
-  maxFreeSockets?: number;
-  /** How long an idle socket is kept, in ms; keep it below the upstream's keep-alive timeout. Default 4000. */
+  /** How long an idle connection is kept, in ms; keep it below the upstream's keep-alive timeout. Default 4000. */
   freeSocketTimeoutMs?: number;
 }
 
@@ -43,7 +45,7 @@ export interface ProxySettings {
   timeoutMs?: number;
   /** Deadline for opening a connection to a target, in ms. Default 5000. */
   connectTimeoutMs?: number;
-  /** Keep-alive agent limits. Default: see {@link AgentOptions}. */
+  /** Connection pool limits. Default: see {@link AgentOptions}. */
   agent?: AgentOptions;
   /** Send the client's `Host` upstream instead of the target's. Default false. */
   preserveHost?: boolean;
@@ -55,12 +57,22 @@ export interface ServiceOptions extends ProxySettings {
   target: TargetSource;
 }
 
-/** One route. */
+/**
+ * One route. Packages that add per-route keys (`auth`, `rateLimit`, `cache` …) declare them
+ * by module augmentation of this interface and validate them through
+ * {@link RouterOptions.extensions}.
+ */
 export interface RouteOptions {
   /** Pattern relative to the mount: `/users`, `/users/:id`, `/files/*`, `/static/**`. Required. */
   path: string;
-  /** The service that serves it. Required. */
-  service: string;
+  /** The service that serves it. Required unless `handler` is given. */
+  service?: string;
+  /**
+   * An Express-style handler that answers instead of a service (a local endpoint, or an
+   * existing `createProxyMiddleware()` being migrated), with the route's stages in front.
+   * Its `next()` (or `next('route')`) passes the request on to the host app. Default: none.
+   */
+  handler?: Middleware;
   /** Name for logs and metrics. Default: the path pattern. */
   name?: string;
   /** Methods served; HEAD comes with GET. Default: all. */
@@ -91,7 +103,8 @@ export interface RouteInfo {
   readonly index: number;
   readonly name: string;
   readonly path: string;
-  readonly service: string;
+  /** The service, or undefined for a `handler` route. */
+  readonly service: string | undefined;
   readonly options: Readonly<RouteOptions>;
 }
 
@@ -107,15 +120,44 @@ export interface RouterOptions {
   identityHeaders?: readonly string[];
   /** Default largest request body in bytes, or false for no limit. Default 10485760 (10 MiB). */
   bodyLimit?: number | false;
-  /** Builds the per-route stages that run between matching and the proxy (auth, limits, cache, breaker). Called once per route at creation. Default: none. */
+  /**
+   * Builds the per-route stages that run between matching and the proxy (auth, limits,
+   * cache, breaker). Called once per route at creation (and at each reload). A stage with a
+   * `close()` method has it called when its router closes or its snapshot is replaced.
+   * Default: none.
+   */
   stages?: (route: RouteInfo) => readonly Middleware[];
+  /** Headers a request may carry at most; more is answered 431. Default 100. */
+  maxHeaderCount?: number;
+  /**
+   * Request bodies up to this many bytes are read whole before an upstream connection is
+   * taken, so slow uploads hold no upstream socket (larger ones stream); 0 streams every
+   * body at once. Default 65536.
+   */
+  requestBuffer?: number;
+  /**
+   * Client headers removed from every request (every `-`/`_` spelling): upstreams that honour
+   * them would bypass the path and method policy. Default
+   * `['x-original-url', 'x-rewrite-url', 'x-http-method-override']`.
+   */
+  stripHeaders?: readonly string[];
+  /** Keys other packages add to routes and services, each with its own check. Default: none. */
+  extensions?: RouterExtensions;
   /** Where proxy failures are logged. Default: silent. */
   logger?: Logger;
+}
+
+/** Checks for the keys a package adds to routes or services: each returns the normalised value or throws a ConfigError. */
+export interface RouterExtensions {
+  readonly route?: Readonly<Record<string, (value: unknown, path: string) => unknown>>;
+  readonly service?: Readonly<Record<string, (value: unknown, path: string) => unknown>>;
 }
 
 /** A request augmented by the router. */
 export type RoutedRequest = IncomingMessage & {
   id?: string;
+  /** The client address the router computed from `trustProxy`: see {@link clientIp}. */
+  clientIp?: string;
   body?: unknown;
   originalUrl?: string;
 };

@@ -1,20 +1,63 @@
-import { GatewayError, type GatewayErrorCode } from '@turnpike/core';
+import { GatewayError } from '@turnpike/core';
+import type { OutcomeKind } from './outcome';
 
-/** Code of the error raised when opening a connection to a target takes too long. */
-export const CONNECT_TIMEOUT = 'ETURNPIKE_CONNECT_TIMEOUT';
+/** What an upstream failure means: its outcome kind and the error the client is answered. */
+export interface UpstreamFailure {
+  readonly kind: OutcomeKind;
+  readonly error: GatewayError;
+}
+
+// Built once: an Error's stack capture is most of a failure's cost. The cause is kept in
+// the outcome and the logs, never on the shared error.
+const FAILED = new GatewayError('ERR_TURNPIKE_UPSTREAM_FAILED');
+const TIMED_OUT = new GatewayError('ERR_TURNPIKE_UPSTREAM_TIMEOUT');
+
+const entry = (kind: OutcomeKind, error: GatewayError): UpstreamFailure =>
+  Object.freeze({ kind, error });
+
+/** The deadline of the service passed. */
+export const DEADLINE: UpstreamFailure = entry('timeout', TIMED_OUT);
+/** A status or coding the gateway does not forward. */
+export const BAD_STATUS: UpstreamFailure = entry('bad-status', FAILED);
+/** The connection broke. */
+export const RESET: UpstreamFailure = entry('reset', FAILED);
+const PROTOCOL = entry('protocol', FAILED);
 
 /**
- * Upstream failure → gateway error: the one table. Anything not listed (refused, reset,
- * DNS failure, a malformed response — llhttp's HPE_* codes) is a 502.
+ * Upstream failure → outcome kind and gateway error: the one table, by error code (undici's
+ * `UND_ERR_*`, Node's socket codes, llhttp's `HPE_*`). Anything not listed is a 502 `reset`.
  */
-const TABLE: Readonly<Record<string, GatewayErrorCode>> = {
-  [CONNECT_TIMEOUT]: 'ERR_TURNPIKE_UPSTREAM_TIMEOUT',
-  ETIMEDOUT: 'ERR_TURNPIKE_UPSTREAM_TIMEOUT',
+const TABLE: Readonly<Record<string, UpstreamFailure>> = {
+  ECONNREFUSED: entry('refused', FAILED),
+  EHOSTUNREACH: entry('refused', FAILED),
+  ENETUNREACH: entry('refused', FAILED),
+  ENOTFOUND: entry('dns', FAILED),
+  EAI_AGAIN: entry('dns', FAILED),
+  UND_ERR_CONNECT_TIMEOUT: entry('connect-timeout', TIMED_OUT),
+  ETIMEDOUT: entry('connect-timeout', TIMED_OUT),
+  ECONNRESET: RESET,
+  EPIPE: RESET,
+  UND_ERR_SOCKET: RESET,
+  UND_ERR_CLOSED: RESET,
+  UND_ERR_DESTROYED: RESET,
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: PROTOCOL,
+  UND_ERR_HEADERS_OVERFLOW: PROTOCOL,
+  UND_ERR_INVALID_ARG: PROTOCOL,
 };
 
-/** The gateway error for an upstream failure; the cause is kept for logs only. */
+/** The outcome kind and gateway error for an upstream failure. */
+export function upstreamFailure(err: unknown): UpstreamFailure {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (code.startsWith('HPE_')) return PROTOCOL;
+  // undici answers a 101 to a request that did not ask for an upgrade, and a 100 to one that
+  // sent no Expect, as "bad upgrade" / "bad response" socket errors.
+  if (code === 'UND_ERR_SOCKET' && (e?.message === 'bad upgrade' || e?.message === 'bad response'))
+    return BAD_STATUS;
+  return TABLE[code] ?? RESET;
+}
+
+/** The gateway error for an upstream failure (the table's answer, without the kind). */
 export function upstreamError(err: unknown): GatewayError {
-  const code = (err as { code?: unknown } | null)?.code;
-  const mapped = typeof code === 'string' ? TABLE[code] : undefined;
-  return new GatewayError(mapped ?? 'ERR_TURNPIKE_UPSTREAM_FAILED', { cause: err });
+  return upstreamFailure(err).error;
 }

@@ -1,0 +1,134 @@
+import type { IncomingMessage } from 'node:http';
+import type { GatewayError, Target } from '@turnpike/core';
+import type { RouteInfo } from './types';
+
+/** Where an upstream call is: each step happens once, in this order. */
+export type AttemptPhase = 'connecting' | 'sent' | 'head' | 'body' | 'done';
+
+/** One upstream call, as outcome listeners see it. */
+export interface AttemptInfo {
+  /** The target called. */
+  readonly target: Target;
+  /** When the call started (`performance.now()` ms). */
+  readonly startedAt: number;
+  /** When the response head arrived (`performance.now()` ms); 0 when it never did. */
+  readonly headAt: number;
+  /** Request body bytes sent upstream. */
+  readonly bytesSent: number;
+  /** Response body bytes received from upstream. */
+  readonly bytesReceived: number;
+  /** How far the call got before it ended. */
+  readonly phase: AttemptPhase;
+  /** The upstream's status, or 0 before the response head. */
+  readonly status: number;
+}
+
+/**
+ * How a request handled by the router ended. Upstream kinds (an attempt was made):
+ * - `complete`: the upstream's response reached the client whole (any status).
+ * - `cut-off`: the response head was sent but the body ended early (upstream closed, reset,
+ *   sent a bad chunk, or the deadline passed mid-body).
+ * - `refused`, `dns`, `connect-timeout`: no connection to the target.
+ * - `reset`: the connection broke before the response head.
+ * - `timeout`: the service's deadline passed before the response head.
+ * - `protocol`: the upstream's answer was not valid HTTP.
+ * - `bad-status`: a status or transfer coding the gateway does not forward (`099`, a `101` it did not ask for, a coding other than chunked).
+ * - `upgraded`: a WebSocket handshake succeeded and the tunnel is open.
+ * - `client-gone`: the client left before the response was complete.
+ * Without an upstream call:
+ * - `stage`: a stage answered (auth 401, limiter 429, a cache hit …).
+ * - `rejected`: the router refused at the proxy stage (413, 503 no target, a body it cannot re-send).
+ * - `handled`: a `handler` route answered.
+ */
+export type OutcomeKind =
+  | 'complete'
+  | 'cut-off'
+  | 'refused'
+  | 'dns'
+  | 'connect-timeout'
+  | 'reset'
+  | 'timeout'
+  | 'protocol'
+  | 'bad-status'
+  | 'upgraded'
+  | 'client-gone'
+  | 'stage'
+  | 'rejected'
+  | 'handled';
+
+/** One request's end, reported once to every {@link OutcomeListener}. */
+export interface Outcome {
+  readonly kind: OutcomeKind;
+  /** The route that matched. */
+  readonly route: RouteInfo;
+  /** The service of the route; undefined for a `handler` route. */
+  readonly service: string | undefined;
+  /** The request (its `id`, `method`, and what stages set on it). */
+  readonly req: IncomingMessage;
+  /** The status the client got; 0 when it got none (it left, or the body was cut off before the head). */
+  readonly status: number;
+  /** The upstream call; undefined when none was made. */
+  readonly attempt: AttemptInfo | undefined;
+  /** The gateway error answered (or that ended the response), if any. */
+  readonly error: GatewayError | undefined;
+  /** The underlying failure (an undici or socket error), for logs. Never sent to the client. */
+  readonly cause: unknown;
+  /** From the route match to the end, in ms. */
+  readonly durationMs: number;
+}
+
+/** Receives every outcome. It must not throw; one that does is logged and ignored. */
+export type OutcomeListener = (outcome: Outcome) => void;
+
+/** True for the kinds in which the upstream itself failed (passive health and breakers count these). */
+export function isUpstreamFailure(kind: OutcomeKind): boolean {
+  return FAILURES.has(kind);
+}
+
+const FAILURES: ReadonlySet<OutcomeKind> = new Set<OutcomeKind>([
+  'cut-off',
+  'refused',
+  'dns',
+  'connect-timeout',
+  'reset',
+  'timeout',
+  'protocol',
+  'bad-status',
+]);
+
+/** The outcome listeners of one router: costs one length check per request when there are none. */
+export class Outcomes {
+  private list: readonly OutcomeListener[] = [];
+
+  constructor(private readonly onListenerError: (err: unknown) => void) {}
+
+  get listening(): boolean {
+    return this.list.length !== 0;
+  }
+
+  /** Subscribes; returns the disposer. */
+  on(listener: OutcomeListener): () => void {
+    if (typeof listener !== 'function') {
+      throw new TypeError(`Turnpike: onOutcome() takes a function, got ${typeof listener}`);
+    }
+    this.list = [...this.list, listener];
+    let disposed = false;
+    return () => {
+      if (disposed) return;
+      disposed = true;
+      const i = this.list.indexOf(listener);
+      if (i !== -1) this.list = [...this.list.slice(0, i), ...this.list.slice(i + 1)];
+    };
+  }
+
+  emit(outcome: Outcome): void {
+    // A copy-on-write list: a listener that subscribes or disposes during emit is safe.
+    for (const listener of this.list) {
+      try {
+        listener(outcome);
+      } catch (err) {
+        this.onListenerError(err);
+      }
+    }
+  }
+}

@@ -1,0 +1,78 @@
+import type { IncomingMessage } from 'node:http';
+import { Pool } from 'undici';
+import { parseTarget, type Target } from '@turnpike/core';
+import { DEFAULTS } from './options';
+import type { ServiceOptions } from './types';
+
+/** Picks a target for one attempt; `tried` lists the targets earlier attempts of this request used. */
+export type Pick = (req: IncomingMessage, tried: readonly Target[]) => Target | undefined;
+
+/** A service compiled once: how to pick a target and the connection pool of each target. */
+export interface CompiledService {
+  readonly name: string;
+  readonly pick: Pick;
+  readonly timeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly preserveHost: boolean;
+  /** The pool of a target, created on first use. */
+  poolFor(target: Target): Pool;
+  /** Closes every pool: `graceful` lets requests in flight finish, otherwise sockets are destroyed. */
+  close(graceful: boolean): Promise<void>;
+}
+
+/** Compiles one service: its target source and the settings its pools get. */
+export function compileService(name: string, s: ServiceOptions): CompiledService {
+  const poolOptions: Pool.Options = {
+    connections: s.agent?.maxSockets ?? DEFAULTS.maxSockets,
+    keepAliveTimeout: s.agent?.freeSocketTimeoutMs ?? DEFAULTS.freeSocketTimeoutMs,
+    // An upstream's own Keep-Alive: timeout= may shorten it, never lengthen it.
+    keepAliveMaxTimeout: s.agent?.freeSocketTimeoutMs ?? DEFAULTS.freeSocketTimeoutMs,
+    connect: { timeout: s.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs },
+    // The router's own deadline bounds the whole exchange; undici's would only race it.
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    pipelining: 1,
+    strictContentLength: true,
+  };
+  const byTarget = new WeakMap<Target, Pool>();
+  const byOrigin = new Map<string, Pool>();
+  let closed = false;
+
+  let pick: Pick;
+  if (typeof s.target === 'string') {
+    const fixed = parseTarget(s.target, `services.${name}.target`);
+    pick = function fixedTarget() {
+      return fixed;
+    };
+  } else {
+    pick = s.target;
+  }
+
+  return {
+    name,
+    pick,
+    timeoutMs: s.timeoutMs ?? DEFAULTS.timeoutMs,
+    connectTimeoutMs: s.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+    preserveHost: s.preserveHost ?? DEFAULTS.preserveHost,
+    poolFor(target) {
+      let pool = byTarget.get(target);
+      if (pool !== undefined) return pool;
+      // A target function may build new objects for the same origin: one pool per origin.
+      const origin = `${target.protocol}//${target.host}`;
+      pool = byOrigin.get(origin);
+      if (pool === undefined) {
+        if (closed) throw new Error('Turnpike: the service is closed');
+        pool = new Pool(origin, poolOptions);
+        byOrigin.set(origin, pool);
+      }
+      byTarget.set(target, pool);
+      return pool;
+    },
+    async close(graceful) {
+      closed = true;
+      const pools = [...byOrigin.values()];
+      byOrigin.clear();
+      await Promise.all(pools.map((p) => (graceful ? p.close() : p.destroy()).catch(() => {})));
+    },
+  };
+}

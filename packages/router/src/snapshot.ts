@@ -1,0 +1,203 @@
+import type { ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import { GatewayError, isGatewayError, sendProblem, type Logger } from '@turnpike/core';
+import { compose, type Handler } from './chain';
+import { exchangeOf, type Exchange } from './exchange';
+import { answerError, forwarder, type ForwardContext } from './forward';
+import { createHygiene } from './headers';
+import type { ParsedRouterOptions } from './options';
+import type { OutcomeKind, Outcomes } from './outcome';
+import { compileRoute, type CompiledRoute } from './route';
+import { RouteTable } from './route-table';
+import { compileService, type CompiledService } from './service';
+import type { Middleware, RoutedRequest } from './types';
+import { upgrader } from './websocket';
+
+/** What a route runs once matched: its chain for HTTP, and one for WebSocket upgrades. */
+export interface RouteChains {
+  readonly http: Handler;
+  readonly upgrade: Handler | undefined;
+}
+
+/** A stage with a `close()`: called when its snapshot is retired or the router closes. */
+type Closable = Middleware & { close?: () => unknown };
+
+const ROUTE_NOT_FOUND = new GatewayError('ERR_TURNPIKE_ROUTE_NOT_FOUND');
+
+/** Runs a stage of the router's own on the request's exchange. */
+function onExchange(stage: (ex: Exchange) => void): Handler {
+  return function terminal(req) {
+    stage(exchangeOf(req)!);
+  };
+}
+
+/**
+ * Everything compiled from one set of router options, frozen: the route table, hygiene,
+ * services and each route's chains. The router reads its one current snapshot once per
+ * request; a reload builds a new one (throwing before anything changes) and swaps it in,
+ * while requests in flight finish on the old one, which closes once the last of them ends.
+ */
+export class Snapshot {
+  readonly table: RouteTable<CompiledRoute>;
+  readonly hygiene: ReturnType<typeof createHygiene>;
+  readonly chains: ReadonlyMap<CompiledRoute, RouteChains>;
+  readonly routes: readonly CompiledRoute[];
+  private readonly services: ReadonlyMap<string, CompiledService>;
+  private readonly stages: readonly Closable[];
+  private readonly methodErrors = new Map<string, GatewayError>();
+  /** Requests matched on this snapshot and not settled yet. */
+  private inflight = 0;
+  /** Set once the snapshot is retired: releases it when called. */
+  private onDrained: (() => void) | undefined = undefined;
+
+  constructor(
+    readonly options: ParsedRouterOptions,
+    private readonly outcomes: Outcomes,
+    private readonly logger: Logger,
+    sockets: Set<Duplex>,
+  ) {
+    this.hygiene = createHygiene(options);
+    const services = new Map<string, CompiledService>();
+    for (const [name, s] of Object.entries(options.services))
+      services.set(name, compileService(name, s));
+    this.services = services;
+    const ctx: ForwardContext = { logger, bufferBytes: options.requestBuffer };
+    const onError = (req: RoutedRequest, res: ServerResponse, err: unknown): void =>
+      this.onRouteError(req, res, err);
+    const onExit = (req: RoutedRequest, res: ServerResponse): void => this.onExit(req, res);
+    this.routes = options.routes.map((r, i) => compileRoute(r, i, options.bodyLimit));
+    const chains = new Map<CompiledRoute, RouteChains>();
+    const stages: Closable[] = [];
+    for (const route of this.routes) {
+      const list = options.stages ? [...options.stages(route.info)] : [];
+      stages.push(...list);
+      const service = route.service === undefined ? undefined : services.get(route.service)!;
+      const http = service ? forwarder(ctx, route, service) : this.handlerStage(route);
+      const ws = service && route.websocket ? upgrader(ctx, route, service, sockets) : undefined;
+      chains.set(route, {
+        http: compose(list, onExchange(http), onError, onExit),
+        upgrade: ws ? compose(list, onExchange(ws), onError, onExit) : undefined,
+      });
+    }
+    this.chains = chains;
+    this.stages = stages;
+    this.table = new RouteTable(this.routes);
+  }
+
+  /** The 405 for an Allow list, built once per list. */
+  methodError(allow: string): GatewayError {
+    let err = this.methodErrors.get(allow);
+    if (err === undefined) {
+      err = new GatewayError('ERR_TURNPIKE_METHOD_NOT_ALLOWED', { headers: { allow } });
+      this.methodErrors.set(allow, err);
+    }
+    return err;
+  }
+
+  /** A request matched: it is in flight on this snapshot until its exchange settles. */
+  enter(): void {
+    this.inflight++;
+  }
+
+  /** Called by {@link Exchange.settle}, once per exchange: the outcome goes to the listeners. */
+  report(ex: Exchange, kind: OutcomeKind, error: GatewayError | undefined, cause: unknown): void {
+    this.inflight--;
+    if (this.outcomes.listening) {
+      const res = ex.res;
+      this.outcomes.emit({
+        kind,
+        route: ex.route.info,
+        service: ex.route.service,
+        req: ex.req,
+        status: kind === 'upgraded' ? 101 : res.headersSent ? res.statusCode : 0,
+        attempt: ex.attempt,
+        error,
+        cause,
+        durationMs: performance.now() - ex.startedAt,
+      });
+    }
+    if (this.inflight === 0) this.onDrained?.();
+  }
+
+  /**
+   * Stops this snapshot. Graceful (a reload): once its requests in flight have ended, its
+   * pools close and its stages' close() run. Not graceful (the router's close): at once,
+   * sockets destroyed.
+   */
+  retire(graceful: boolean): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.onDrained = () => {
+        this.onDrained = undefined;
+        void this.release(graceful).then(resolve);
+      };
+      if (!graceful || this.inflight === 0) this.onDrained();
+    });
+  }
+
+  private async release(graceful: boolean): Promise<void> {
+    const jobs: Promise<unknown>[] = [];
+    for (const s of this.services.values()) jobs.push(s.close(graceful));
+    for (const stage of this.stages) {
+      if (typeof stage.close !== 'function') continue;
+      jobs.push(
+        Promise.resolve()
+          .then(() => stage.close!())
+          .catch((err: unknown) => this.logger.error('stage close failed', { error: String(err) })),
+      );
+    }
+    await Promise.all(jobs);
+  }
+
+  /** A `handler` route's terminal: the handler answers, with the route's stages in front. */
+  private handlerStage(route: CompiledRoute): (ex: Exchange) => void {
+    const handler = route.handler!;
+    return (ex) => {
+      ex.state = 'forwarding';
+      const { req, res } = ex;
+      const next = (err?: unknown): void => {
+        if (err === undefined || err === null || err === 'route' || err === 'router') {
+          this.onExit(req, res);
+        } else this.onRouteError(req, res, err);
+      };
+      try {
+        const result = handler(req, res, next) as unknown;
+        if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+          (result as PromiseLike<unknown>).then(undefined, (e: unknown) =>
+            this.onRouteError(req, res, e),
+          );
+        }
+      } catch (e) {
+        this.onRouteError(req, res, e);
+      }
+    };
+  }
+
+  /**
+   * A stage (or a handler) passed the request on (`next('route')`, or a handler's `next()`):
+   * it leaves the router for the host's next middleware, or a 404 where there is none.
+   */
+  private onExit(req: RoutedRequest, res: ServerResponse): void {
+    const ex = exchangeOf(req);
+    if (ex === undefined || !ex.settle('stage')) return;
+    if (ex.exit !== undefined) ex.exit();
+    else sendProblem(req, res, ROUTE_NOT_FOUND);
+  }
+
+  /** A stage failed (next(err), a throw, a rejected promise): one problem answer. */
+  private onRouteError(req: RoutedRequest, _res: ServerResponse, err: unknown): void {
+    const known = isGatewayError(err);
+    const gatewayError = known ? err : new GatewayError('ERR_TURNPIKE_INTERNAL', { cause: err });
+    const ex = exchangeOf(req);
+    if (!known || gatewayError.status >= 500) {
+      this.logger.error('route failed', {
+        requestId: req.id,
+        route: ex?.route.info.name,
+        error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+      });
+    }
+    if (ex === undefined) return;
+    if (ex.settle(ex.state === 'stages' ? 'stage' : 'rejected', gatewayError, err))
+      answerError(ex, gatewayError);
+  }
+}

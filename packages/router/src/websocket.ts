@@ -1,0 +1,181 @@
+import http, { type ClientRequest, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import { GatewayError, type Target } from '@turnpike/core';
+import { Attempt, type Exchange } from './exchange';
+import { answerError, prepare, type ForwardContext } from './forward';
+import { responseHeaders } from './headers';
+import type { CompiledRoute } from './route';
+import type { CompiledService } from './service';
+import type { RoutedRequest } from './types';
+import { BAD_STATUS, upstreamFailure, type UpstreamFailure } from './upstream-errors';
+
+const NO_TARGET = new GatewayError('ERR_TURNPIKE_NO_TARGET', { headers: { 'retry-after': '1' } });
+const NONE: readonly Target[] = Object.freeze([]);
+
+function onConnectTimeout(socket: Socket): void {
+  socket.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
+}
+
+/** Destroys a socket that is still connecting after `ms`. */
+function armConnectTimeout(socket: Socket, ms: number): void {
+  if (!socket.connecting) return;
+  const timer = setTimeout(onConnectTimeout, ms, socket);
+  timer.unref();
+  const clear = (): void => clearTimeout(timer);
+  socket.once('connect', clear);
+  socket.once('close', clear);
+}
+
+/** The first token of an Upgrade header, lower case (`websocket`, `h2c` …). */
+function protocolOf(value: string | string[] | undefined): string {
+  const s = Array.isArray(value) ? value[0] : value;
+  if (s === undefined) return '';
+  const comma = s.indexOf(',');
+  return (comma === -1 ? s : s.slice(0, comma)).trim().toLowerCase();
+}
+
+function onSocketError(this: Duplex): void {
+  this.destroy();
+}
+
+/**
+ * The proxy stage of a WebSocket route. The handshake goes upstream on a connection of its
+ * own (never pooled): a declined upgrade's connection is closed after its answer, so no
+ * later request can be read as part of it. The deadline bounds the handshake; the tunnel
+ * opens only for a 101 that names the protocol the client asked for.
+ */
+export function upgrader(
+  ctx: ForwardContext,
+  route: CompiledRoute,
+  service: CompiledService,
+  sockets: Set<Duplex>,
+): (ex: Exchange) => void {
+  function fail(ex: Exchange, failure: UpstreamFailure, cause: unknown): void {
+    const kind = ex.res.headersSent ? 'cut-off' : failure.kind;
+    if (!ex.settle(kind, failure.error, cause)) return;
+    ctx.logger.warn('upstream handshake failed', {
+      requestId: (ex.req as RoutedRequest).id,
+      route: route.info.name,
+      service: route.service,
+      kind,
+      code: (cause as { code?: unknown } | undefined)?.code,
+    });
+    answerError(ex, failure.error);
+  }
+
+  /** The upstream declined the upgrade: its answer reaches the client as a plain response. */
+  function onDeclined(ex: Exchange, proxyRes: IncomingMessage): void {
+    const attempt = ex.attempt!;
+    if (ex.state === 'settled') return void proxyRes.destroy();
+    const status = proxyRes.statusCode ?? 0;
+    attempt.status = status;
+    attempt.headAt = performance.now();
+    attempt.phase = 'head';
+    if (status < 200 || status > 999) {
+      proxyRes.destroy();
+      return fail(ex, BAD_STATUS, new Error(`upstream status ${status}`));
+    }
+    const res = ex.res;
+    res.writeHead(
+      status,
+      responseHeaders(proxyRes.rawHeaders, route.responseHeaders, (ex.req as RoutedRequest).id),
+    );
+    attempt.phase = 'body';
+    proxyRes.on('data', (c: Buffer) => (attempt.bytesReceived += c.length));
+    proxyRes.once('end', () => {
+      attempt.phase = 'done';
+      res.end();
+      ex.settle('complete');
+    });
+    proxyRes.once('error', (err) => fail(ex, upstreamFailure(err), err));
+    proxyRes.pipe(res, { end: false });
+  }
+
+  /** The upstream answered 101: answer the client and join the two sockets. */
+  function onUpgraded(
+    ex: Exchange,
+    proxyRes: IncomingMessage,
+    upstream: Socket,
+    head: Buffer,
+  ): void {
+    const client = ex.socket!;
+    const attempt = ex.attempt!;
+    attempt.status = 101;
+    attempt.headAt = performance.now();
+    if (ex.state === 'settled' || client.destroyed) return void upstream.destroy();
+    const asked = protocolOf(ex.req.headers.upgrade);
+    if (protocolOf(proxyRes.headers.upgrade) !== asked) {
+      upstream.destroy();
+      return fail(ex, BAD_STATUS, new Error('the upstream switched to another protocol'));
+    }
+    ex.settle('upgraded');
+    // Tie the two lives together: a pipe only passes on a clean end.
+    sockets.add(upstream);
+    upstream.on('error', onSocketError);
+    upstream.once('close', () => {
+      sockets.delete(upstream);
+      client.destroy();
+    });
+    client.once('close', () => upstream.destroy());
+    upstream.setTimeout(0);
+    upstream.setNoDelay(true);
+    if (head.length > 0) upstream.unshift(head);
+    const headers = responseHeaders(
+      proxyRes.rawHeaders,
+      route.responseHeaders,
+      (ex.req as RoutedRequest).id,
+    );
+    let text = `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${asked}\r\n`;
+    for (let i = 0; i < headers.length; i += 2) {
+      const value = headers[i + 1]!;
+      for (const v of Array.isArray(value) ? value : [value])
+        text += `${headers[i] as string}: ${v}\r\n`;
+    }
+    client.write(`${text}\r\n`);
+    upstream.pipe(client).pipe(upstream);
+  }
+
+  return function upgrade(ex) {
+    const req = ex.req;
+    const client = ex.socket!;
+    prepare(ctx, ex, service.timeoutMs);
+    const target = service.pick(req, NONE);
+    if (target === undefined) {
+      ex.settle('rejected', NO_TARGET);
+      return answerError(ex, NO_TARGET);
+    }
+    const h = req.headers;
+    if (!service.preserveHost) h.host = target.host;
+    const attempt = new Attempt(target);
+    ex.attempt = attempt;
+    const proxyReq: ClientRequest = (target.protocol === 'https:' ? https : http).request({
+      hostname: target.hostname,
+      port: target.port,
+      path: target.path + req.url!,
+      method: req.method,
+      headers: h,
+      agent: false,
+    });
+    ex.abort = () => proxyReq.destroy();
+    proxyReq.on('socket', (socket: Socket) => armConnectTimeout(socket, service.connectTimeoutMs));
+    proxyReq.once('finish', () => {
+      if (attempt.phase === 'connecting') attempt.phase = 'sent';
+    });
+    proxyReq.on('error', (err) => fail(ex, upstreamFailure(err), err));
+    proxyReq.on('response', (proxyRes: IncomingMessage) => onDeclined(ex, proxyRes));
+    proxyReq.on('upgrade', (proxyRes: IncomingMessage, upstream: Socket, head: Buffer) =>
+      onUpgraded(ex, proxyRes, upstream, head),
+    );
+    // A client that half-closes (FIN) while the handshake is pending has left.
+    client.once('end', () => {
+      if (ex.state !== 'settled') {
+        ex.settle('client-gone');
+        client.destroy();
+      }
+    });
+    proxyReq.end();
+  };
+}
