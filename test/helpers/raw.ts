@@ -56,3 +56,59 @@ export function get(port: number, path: string, extra: string[] = []): Promise<R
     ),
   );
 }
+
+/**
+ * Parses every response in `text`: the informational (1xx) ones first, each a head alone,
+ * then the final one with its body. A 101 ends the list (what follows is not HTTP).
+ */
+export function parseResponses(text: string): RawResponse[] {
+  const out: RawResponse[] = [];
+  let rest = text;
+  while (/^HTTP\/1\.[01] 1\d\d /.test(rest)) {
+    const split = rest.indexOf('\r\n\r\n');
+    if (split === -1) break;
+    const interim = parseResponse(rest.slice(0, split));
+    out.push(interim);
+    rest = rest.slice(split + 4);
+    if (interim.status === 101) return out;
+  }
+  if (rest.length > 0) out.push(parseResponse(rest));
+  return out;
+}
+
+/** A raw client connection whose received bytes are kept as they arrive. */
+export interface RawClient {
+  socket: net.Socket;
+  /** Everything received so far (latin1). */
+  text(): string;
+  /** The server sent its FIN. */
+  readonly ended: boolean;
+  /** The socket is closed. */
+  readonly closed: boolean;
+}
+
+/** Opens a raw connection and writes `text` (if given, as latin1 bytes) on it; nothing is parsed or answered. */
+export function rawClient(
+  port: number,
+  text?: string,
+  options: { allowHalfOpen?: boolean } = {},
+): RawClient {
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: options.allowHalfOpen });
+  const chunks: Buffer[] = [];
+  const state = { ended: false, closed: false };
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.on('error', () => {}); // the tests look at what arrived, and at 'closed'
+  socket.on('end', () => (state.ended = true));
+  socket.on('close', () => (state.closed = true));
+  if (text !== undefined) socket.write(text, 'latin1');
+  return {
+    socket,
+    text: () => Buffer.concat(chunks).toString('latin1'),
+    get ended() {
+      return state.ended;
+    },
+    get closed() {
+      return state.closed;
+    },
+  };
+}
