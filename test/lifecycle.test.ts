@@ -94,7 +94,14 @@ it('is an express Router that Express calls directly', async () => {
     routes: [{ path: '/**', service: 'echo' }],
   });
   try {
-    expect(gw.gateway instanceof (express.Router as unknown as new () => unknown)).toBe(true);
+    // A Router is on its prototype chain: Router.prototype on Express 5 (router 2, a class),
+    // the Router function itself on Express 4 (whose routers inherit from it directly).
+    const Router = express.Router as unknown as { prototype: { handle?: unknown } };
+    const base = typeof Router.prototype.handle === 'function' ? Router.prototype : Router;
+    const chain: unknown[] = [];
+    for (let p: unknown = Object.getPrototypeOf(gw.gateway); p; p = Object.getPrototypeOf(p))
+      chain.push(p);
+    expect(chain.includes(base)).toBe(true);
     const res = await request(gw.running.server).get('/api/x');
     expect(res.status).toBe(200);
   } finally {

@@ -44,6 +44,8 @@ export class Exchange {
   /** For upgrades: the client socket and the bytes read past its head. */
   socket: Duplex | undefined = undefined;
   head: Buffer | undefined = undefined;
+  /** For upgrades: stops watching the client once the tunnel opens. */
+  onHandshakeEnd: (() => void) | undefined = undefined;
   readonly startedAt = performance.now();
 
   constructor(

@@ -14,6 +14,8 @@ import { BAD_STATUS, upstreamFailure, type UpstreamFailure } from './upstream-er
 
 const NO_TARGET = new GatewayError('ERR_TURNPIKE_NO_TARGET', { headers: { 'retry-after': '1' } });
 const NONE: readonly Target[] = Object.freeze([]);
+/** Bytes a client may send before the handshake completes (a WebSocket client sends none). */
+const EARLY_MAX = 64 * 1024;
 
 function onConnectTimeout(socket: Socket): void {
   socket.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' }));
@@ -112,6 +114,7 @@ export function upgrader(
       return fail(ex, BAD_STATUS, new Error('the upstream switched to another protocol'));
     }
     ex.settle('upgraded');
+    ex.onHandshakeEnd?.();
     // Tie the two lives together: a pipe only passes on a clean end.
     sockets.add(upstream);
     upstream.on('error', onSocketError);
@@ -169,13 +172,30 @@ export function upgrader(
     proxyReq.on('upgrade', (proxyRes: IncomingMessage, upstream: Socket, head: Buffer) =>
       onUpgraded(ex, proxyRes, upstream, head),
     );
-    // A client that half-closes (FIN) while the handshake is pending has left.
-    client.once('end', () => {
-      if (ex.state !== 'settled') {
-        ex.settle('client-gone');
-        client.destroy();
-      }
-    });
+    // Read the client while the handshake is pending: a FIN (a half-close) shows only to a
+    // reader, and it means the client has left. Bytes sent early are kept for the tunnel.
+    const early: Buffer[] = [];
+    let earlySize = 0;
+    const onEarly = (chunk: Buffer): void => {
+      earlySize += chunk.length;
+      if (earlySize > EARLY_MAX) return void client.destroy();
+      early.push(chunk);
+    };
+    const onEnd = (): void => {
+      if (ex.state === 'settled') return;
+      ex.settle('client-gone');
+      client.destroy();
+    };
+    // The bytes Node read past the request head belong to the client's stream: they go first.
+    if (ex.head !== undefined && ex.head.length > 0) client.unshift(ex.head);
+    client.on('data', onEarly);
+    client.once('end', onEnd);
+    ex.onHandshakeEnd = () => {
+      client.off('data', onEarly);
+      client.off('end', onEnd);
+      client.pause();
+      for (let i = early.length - 1; i >= 0; i--) client.unshift(early[i]!);
+    };
     proxyReq.end();
   };
 }
