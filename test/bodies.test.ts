@@ -1,6 +1,7 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import express from 'express';
+import qs from 'qs';
 import request from 'supertest';
 import { rawRequest } from './helpers/raw';
 import {
@@ -170,6 +171,35 @@ describe('a body parser before the gateway', () => {
     expect(params.getAll('c')).toEqual(['x', 'y']);
     expect(params.get('d[e]')).toBe('f');
     expect(Number(seen.headers['content-length'])).toBe(seen.bodyLength);
+  });
+
+  it('re-sends an extended urlencoded body (Express 4 default) so that it parses back the same', async () => {
+    const res = await request(parsed.running.server)
+      .post('/api/x')
+      .type('form')
+      .send('a[0][b]=1&a[1][b]=2&c=3&d[e][f]=g');
+    const seen = res.body as Echo;
+    expect(qs.parse(seen.body)).toEqual({
+      a: [{ b: '1' }, { b: '2' }],
+      c: '3',
+      d: { e: { f: 'g' } },
+    });
+    expect(Number(seen.headers['content-length'])).toBe(seen.bodyLength);
+  });
+
+  it('refuses with 500 a parsed form body it cannot encode faithfully', async () => {
+    let hits = 0;
+    const count = () => hits++;
+    echo.server.on('request', count);
+    try {
+      // qs keeps a[100] as an object key; encoded again it would parse as an array index.
+      const res = await request(parsed.running.server).post('/api/x').type('form').send('a[100]=z');
+      expect(res.status).toBe(500);
+      expect(res.headers['content-type']).toBe('application/problem+json');
+      expect(hits).toBe(0);
+    } finally {
+      echo.server.off('request', count);
+    }
   });
 
   it('refuses with 500, never an empty body, when the body was read and req.body is unset', async () => {
