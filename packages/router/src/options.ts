@@ -16,7 +16,7 @@ import {
 } from '@turnpike/core';
 import { HOP_BY_HOP, canonicalName, compileTrust } from './headers';
 import { checkPath } from './path-policy';
-import { compileRoute } from './route';
+import { compileRoute, type CompiledRoute } from './route';
 import type {
   AgentOptions,
   HeaderTransform,
@@ -265,6 +265,8 @@ const trustProxy: Check<TrustProxy> = (value, path) => {
 /** The normalised router options: defaults applied, routes and services checked. */
 export interface ParsedRouterOptions {
   routes: RouteOptions[];
+  /** The routes compiled while they were checked: compiled once, used as they are. */
+  compiled: readonly CompiledRoute[];
   services: Record<string, ServiceOptions>;
   trustProxy: TrustProxy;
   identityHeaders: readonly string[];
@@ -343,18 +345,19 @@ export function checkRouteServices(
 
 /**
  * The checks that need more than one field: each route names a configured service, the
- * trusted proxies parse, and each route compiles (its rewrite fits its path). Cheap and
- * without side effects: the gateway's validateConfig runs it too, so both refuse the same.
+ * trusted proxies parse, and each route compiles (its rewrite fits its path); returns the
+ * compiled routes. Without side effects: the gateway's validateConfig runs it too, so both
+ * refuse the same.
  */
 export function checkRouterConfig(
   config: Pick<RouterOptions, 'routes' | 'trustProxy' | 'bodyLimit'> & {
     services: Readonly<Record<string, unknown>>;
   },
   path = '',
-): void {
+): CompiledRoute[] {
   checkRouteServices(config.routes, config.services, join(path, 'routes'));
   compileTrust(config.trustProxy ?? DEFAULTS.trustProxy, join(path, 'trustProxy'));
-  config.routes.forEach((route, i) =>
+  return config.routes.map((route, i) =>
     compileRoute(route, i, config.bodyLimit ?? DEFAULTS.bodyLimit, join(path, 'routes')),
   );
 }
@@ -369,9 +372,10 @@ export function parseRouterOptions(options: unknown, path = ''): ParsedRouterOpt
       ? routerShape
       : { ...routerShape, routes: routesCheck(extensions), services: servicesCheck(extensions) };
   const parsed = object<RouterOptions>(shape, ['routes', 'services'])(options, path);
-  checkRouterConfig(parsed, path);
+  const compiled = checkRouterConfig(parsed, path);
   return {
     routes: parsed.routes as RouteOptions[],
+    compiled,
     services: parsed.services,
     trustProxy: parsed.trustProxy ?? DEFAULTS.trustProxy,
     identityHeaders: parsed.identityHeaders ?? DEFAULTS.identityHeaders,

@@ -8,7 +8,7 @@ import { answerError, forwarder, type ForwardContext } from './forward';
 import { createHygiene } from './headers';
 import type { ParsedRouterOptions } from './options';
 import type { OutcomeKind, Outcomes } from './outcome';
-import { compileRoute, type CompiledRoute } from './route';
+import type { CompiledRoute } from './route';
 import { RouteTable } from './route-table';
 import { compileService, type CompiledService } from './service';
 import type { Middleware, RoutedRequest } from './types';
@@ -66,7 +66,7 @@ export class Snapshot {
     const onError = (req: RoutedRequest, res: ServerResponse, err: unknown): void =>
       this.onRouteError(req, res, err);
     const onExit = (req: RoutedRequest, res: ServerResponse): void => this.onExit(req, res);
-    this.routes = options.routes.map((r, i) => compileRoute(r, i, options.bodyLimit));
+    this.routes = options.compiled;
     const chains = new Map<CompiledRoute, RouteChains>();
     const stages: Closable[] = [];
     for (const route of this.routes) {
