@@ -1,12 +1,12 @@
 import { METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Duplex } from 'node:stream';
 import express from 'express';
 import { object, string } from '@turnpike/core';
 import { createBalancer, type Balancer } from '@turnpike/balancer';
-import { createRouter, createUpgradeResponse, type ServiceOptions } from '@turnpike/router';
+import { createRouter, type ServiceOptions } from '@turnpike/router';
 import { validateConfig, type GatewayConfig } from './config';
-import { appsOf, findMount, isMounted, type ExpressAppLike } from './mount';
+import { appsOf, findMount, fixedMount, isMounted, isUnder, type ExpressAppLike } from './mount';
 import { assignRequestId } from './request-id';
+import { createUpgradeListener, type UpgradeMount } from './upgrade';
 
 /** Options of {@link Gateway.attach}. */
 export interface AttachOptions {
@@ -33,6 +33,9 @@ const attachOptions = object<AttachOptions>({
 
 /** The Router methods that add layers: refused on the gateway. */
 const ROUTER_METHODS = ['use', 'route', 'param', 'all', ...METHODS.map((m) => m.toLowerCase())];
+
+/** Where an app mounts the gateway, once known: a fixed prefix, or per request (`DYNAMIC`). */
+const DYNAMIC = Symbol('dynamic mount');
 
 /**
  * Creates the gateway from a config, validated here: a config that cannot work throws a
@@ -72,12 +75,45 @@ export function createGateway(config: GatewayConfig): Gateway {
     });
   }
 
-  const attached: [Server, (req: IncomingMessage, socket: Duplex, head: Buffer) => void][] = [];
+  /** What close() undoes: the upgrade listeners off. */
+  const disposers: (() => void)[] = [];
+  /** The servers this gateway is attached to: one attachment each. */
+  const servers = new WeakSet<Server>();
   let closed = false;
+
+  // Mount discovery for upgrades, cached per app. A plain `app.use('/api', gateway)`, also
+  // through nested routers, puts the gateway at one fixed prefix whatever the path, so the
+  // prefix is read from the app's router tree on the first upgrade and kept (a WeakMap: the
+  // app can go). A mount whose paths cannot be told by a prefix (parameters, a RegExp, several
+  // mounts, an Express that does not keep the path) is DYNAMIC: Express's matching is asked on
+  // every upgrade, as before. Apps that do not mount the gateway are not cached (it may be
+  // mounted later). What the cache does not see: a second mount of the gateway added to the
+  // app after its first upgrade (attach() after the app is complete).
+  const mounts = new WeakMap<ExpressAppLike, string | typeof DYNAMIC>();
+  function mountIn(app: ExpressAppLike, pathname: string): string | undefined {
+    let known = mounts.get(app);
+    if (known === undefined) {
+      const fixed = fixedMount(app, gateway);
+      if (fixed.kind === 'absent') return undefined;
+      known = fixed.kind === 'fixed' ? fixed.prefix : DYNAMIC;
+      mounts.set(app, known);
+    }
+    if (known !== DYNAMIC) {
+      if (isUnder(pathname, known)) return known;
+      // Express matches mount paths case-insensitively unless told otherwise: let it decide
+      // for a path that differs from the prefix in case only.
+      if (!isUnder(pathname.toLowerCase(), known.toLowerCase())) return undefined;
+    }
+    const mount = findMount(app, gateway, pathname);
+    return mount !== undefined && isUnder(pathname, mount) ? mount : undefined;
+  }
 
   gateway.attach = function attach(server, options = {}) {
     if (closed) throw new Error('Turnpike: attach() after close()');
     const { path } = attachOptions(options, 'attach.options');
+    if (servers.has(server)) {
+      throw new Error('Turnpike: this gateway is already attached to this server.');
+    }
     const fixed = path?.replace(/\/$/, '');
     if (fixed === undefined && !appsOf(server).some((app) => isMounted(app, gateway))) {
       throw new Error(
@@ -85,47 +121,30 @@ export function createGateway(config: GatewayConfig): Gateway {
           "Mount it first (app.use('/api', gateway)), or pass attach(server, { path: '/api' }).",
       );
     }
-    const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-      const url = req.url ?? '/';
-      const q = url.indexOf('?');
-      const pathname = q === -1 ? url : url.slice(0, q);
-      let mount = fixed;
-      let app: ExpressAppLike | undefined;
-      if (mount === undefined) {
-        for (const candidate of appsOf(server)) {
-          mount = findMount(candidate, gateway, pathname);
-          if (mount !== undefined) {
-            app = candidate;
-            break;
-          }
+    let resolve: (pathname: string) => UpgradeMount | undefined;
+    if (fixed !== undefined) {
+      const mount = fixed;
+      const at: UpgradeMount = { mount };
+      resolve = (pathname) => (isUnder(pathname, mount) ? at : undefined);
+    } else {
+      resolve = (pathname) => {
+        for (const app of appsOf(server)) {
+          const mount = mountIn(app, pathname);
+          if (mount !== undefined) return { mount, app };
         }
-      }
-      if (mount === undefined) return; // not under the gateway: the host's to handle
-      if (mount !== '' && pathname !== mount && !pathname.startsWith(`${mount}/`)) return;
-      const rest = url.slice(mount.length);
-      const r = req as IncomingMessage & { originalUrl?: string; baseUrl?: string; id?: string };
-      r.originalUrl = url;
-      r.baseUrl = mount;
-      req.url = rest === '' || rest.startsWith('?') ? `/${rest}` : rest;
-      const res = createUpgradeResponse(req, socket);
-      if (app?.request && app.response) {
-        // Express-style stages (req.ip, res.status, …) work on upgrades too.
-        Object.setPrototypeOf(req, app.request);
-        Object.setPrototypeOf(res, app.response);
-        Object.assign(req, { res, app });
-      }
-      assignRequestId(req, res);
-      router.upgrade(req, socket, head, res);
-    };
+        return undefined;
+      };
+    }
+    const onUpgrade = createUpgradeListener(server, resolve, router);
     server.on('upgrade', onUpgrade);
-    attached.push([server, onUpgrade]);
+    servers.add(server);
+    disposers.push(() => server.off('upgrade', onUpgrade));
   };
 
   gateway.close = async function close() {
     if (closed) return;
     closed = true;
-    for (const [server, listener] of attached) server.off('upgrade', listener);
-    attached.length = 0;
+    for (const dispose of disposers.splice(0)) dispose();
     for (const b of balancers) b.close();
     await router.close();
   };

@@ -4,6 +4,11 @@ interface Layer {
   handle: unknown;
   route?: unknown;
   path?: string;
+  /** Express 5 (router 2.3+): the path the layer was created with. */
+  rawPath?: unknown;
+  /** Express 4: the compiled path and its parameter names. */
+  regexp?: RegExp & { fast_slash?: boolean };
+  keys?: unknown[];
   /** Express 5 (router 2): a match object or false. Express 4: a boolean, setting `path`. */
   match(path: string): boolean | { path: string };
 }
@@ -73,4 +78,73 @@ export function findMount(
     }
   }
   return undefined;
+}
+
+/** Where an app mounts the gateway, as far as a prefix can tell without a request. */
+export type FixedMount =
+  /** Mounted once, under a path without parameters: every path under `prefix` reaches it. */
+  | { kind: 'fixed'; prefix: string }
+  /** Mounted, but which paths reach it depends on the path: ask Express per request. */
+  | { kind: 'dynamic'; reason: string }
+  /** Not mounted in this app. */
+  | { kind: 'absent' };
+
+/** A path-to-regexp 8 string without parameters, wildcards, optional parts or escapes. */
+const LITERAL = /^\/[^:*?+()[\]{}!\\]*$/;
+/** Express 4's `app.use()` regexp for a literal path: `^\/api\/v1\/?(?=\/|$)`. */
+const EXPRESS4_USE = /^\^((?:\\[/.]|[\w~%@=,;-])*)\\\/\?\(\?=\\\/\|\$\)$/;
+
+/** The literal path a `use()` layer was created with, when Express keeps it and it has no parameters. */
+function literalPath(layer: Layer): string | undefined {
+  let path: string | undefined;
+  if (typeof layer.rawPath === 'string') {
+    if (LITERAL.test(layer.rawPath)) path = layer.rawPath;
+  } else if (layer.regexp instanceof RegExp && layer.keys?.length === 0) {
+    if (layer.regexp.fast_slash) path = '/';
+    else path = EXPRESS4_USE.exec(layer.regexp.source)?.[1]?.replace(/\\(.)/g, '$1');
+  }
+  // Router 2.0 to 2.2 (Express 5.0, 5.1) keep only compiled matchers: undefined.
+  return path?.replace(/\/+$/, '');
+}
+
+function collectMounts(value: unknown, target: unknown, base: string, out: unknown[]): void {
+  for (const layer of stackOf(value) ?? []) {
+    if (layer.route) continue;
+    const leads = layer.handle === target;
+    if (!leads && !isMounted(layer.handle, target)) continue;
+    const path = literalPath(layer);
+    if (path === undefined) out.push(undefined);
+    else if (leads) out.push(base + path);
+    else collectMounts(layer.handle, target, base + path, out);
+  }
+}
+
+/**
+ * The gateway's mount prefix in an app when it is one fixed string (`app.use('/api', gateway)`,
+ * also through nested routers), read from the app's router tree without a request. Checked
+ * against Express's own matching: the prefix itself must reach the gateway with that mount.
+ */
+export function fixedMount(app: unknown, target: unknown): FixedMount {
+  const mounts: unknown[] = [];
+  collectMounts(app, target, '', mounts);
+  if (mounts.length === 0) return { kind: 'absent' };
+  if (mounts.length > 1) return { kind: 'dynamic', reason: 'it is mounted more than once' };
+  const prefix = mounts[0];
+  if (typeof prefix !== 'string' || findMount(app, target, prefix || '/') !== prefix) {
+    return {
+      kind: 'dynamic',
+      reason:
+        'its mount path has parameters, is a RegExp or a list, or cannot be read from this ' +
+        'version of Express (5.0 and 5.1 do not keep it)',
+    };
+  }
+  return { kind: 'fixed', prefix };
+}
+
+/** True when `pathname` is `prefix` or below it, on a segment boundary ('' is everything). */
+export function isUnder(pathname: string, prefix: string): boolean {
+  return (
+    pathname.startsWith(prefix) &&
+    (pathname.length === prefix.length || pathname.charCodeAt(prefix.length) === 47) // '/'
+  );
 }
