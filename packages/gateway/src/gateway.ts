@@ -1,10 +1,11 @@
 import { METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import express from 'express';
-import { object, string } from '@turnpike/core';
+import { object, silentLogger, string } from '@turnpike/core';
 import { createBalancer, type Balancer } from '@turnpike/balancer';
 import { createRouter, type ServiceOptions } from '@turnpike/router';
 import { validateConfig, type GatewayConfig } from './config';
 import { appsOf, findMount, fixedMount, isMounted, isUnder, type ExpressAppLike } from './mount';
+import { notFoundNext, type Next } from './next';
 import { assignRequestId } from './request-id';
 import { createUpgradeListener, type UpgradeMount } from './upgrade';
 
@@ -21,8 +22,6 @@ export interface Gateway extends express.Router {
   /** Stops everything the gateway started: keep-alive sockets, WebSockets, listeners. Idempotent. */
   close(): Promise<void>;
 }
-
-function noop(): void {}
 
 const attachOptions = object<AttachOptions>({
   path: string({
@@ -43,6 +42,7 @@ const DYNAMIC = Symbol('dynamic mount');
  */
 export function createGateway(config: GatewayConfig): Gateway {
   const cfg = validateConfig(config);
+  const logger = cfg.logger ?? silentLogger;
   const balancers: Balancer[] = [];
   const services: Record<string, ServiceOptions> = {};
   for (const [name, { targets, balancer: strategy, ...proxy }] of Object.entries(cfg.services)) {
@@ -57,10 +57,16 @@ export function createGateway(config: GatewayConfig): Gateway {
   // The gateway answers every request under its mount, so it is its own handler: Express
   // calls it directly, with no router layer walk. It is shaped as an express Router (its
   // prototype is one), but adding routes or middleware to it is refused: they could never
-  // run. Gateway-wide middleware goes on the host app before the gateway.
-  const gateway = function turnpikeGateway(req: IncomingMessage, res: ServerResponse): void {
+  // run. Gateway-wide middleware goes on the host app before the gateway. Express's own
+  // `next` goes to the router, so that leaving the gateway (a stage's next('route')) goes on
+  // to the host app's later handlers; called without one, leaving it is a 404 problem.
+  const gateway = function turnpikeGateway(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next?: Next,
+  ): void {
     assignRequestId(req, res);
-    router(req, res, noop);
+    router(req, res, next ?? notFoundNext(req, res, logger));
   } as unknown as Gateway;
   Object.setPrototypeOf(gateway, express.Router());
   for (const method of ROUTER_METHODS) {
