@@ -41,7 +41,7 @@ interface Host {
 }
 
 /** A host app (its own middleware and routes) with the gateway mounted at /api and attached. */
-async function startHost(attach: { path?: string } = {}): Promise<Host> {
+async function startHost(attach: { direct?: boolean } = {}): Promise<Host> {
   const hostSaw: Host['hostSaw'] = [];
   const app = express();
   app.use((req, res, next) => {
@@ -100,81 +100,81 @@ function answered(port: number, text: string): Promise<RawResponse> {
   return within(rawRequest(port, text));
 }
 
-describe.each([['attach(server)', {}]])(
-  'an Upgrade outside the mount, no upgrade listener of the host: %s',
-  (_label, options) => {
-    let host: Host;
-    beforeAll(async () => {
-      host = await startHost(options);
-    });
-    afterAll(() => host.close());
+describe.each([
+  ['attach(server)', {}],
+  ['attach(server, { direct: true })', { direct: true }],
+])('an Upgrade outside the mount, no upgrade listener of the host: %s', (_label, options) => {
+  let host: Host;
+  beforeAll(async () => {
+    host = await startHost(options);
+  });
+  afterAll(() => host.close());
 
-    it('gets the host app’s plain HTTP answer (h2c), and the socket closes', async () => {
-      const res = await answered(host.running.port, h2c('/host-route'));
-      expect(res.status).toBe(200);
-      expect(JSON.parse(res.body)).toEqual({ host: true });
-      expect(res.headers['x-host-middleware']).toBe('ran');
-      expect(res.headers.connection).toBe('close');
-      expect(res.headers.upgrade).toBeUndefined();
-    });
+  it('gets the host app’s plain HTTP answer (h2c), and the socket closes', async () => {
+    const res = await answered(host.running.port, h2c('/host-route'));
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body)).toEqual({ host: true });
+    expect(res.headers['x-host-middleware']).toBe('ran');
+    expect(res.headers.connection).toBe('close');
+    expect(res.headers.upgrade).toBeUndefined();
+  });
 
-    it('is served as plain HTTP: the host does not see the Upgrade header', async () => {
-      host.hostSaw.length = 0;
-      await answered(host.running.port, h2c('/host-route?x=1'));
-      expect(host.hostSaw).toEqual([{ url: '/host-route?x=1', upgrade: undefined }]);
-    });
+  it('is served as plain HTTP: the host does not see the Upgrade header', async () => {
+    host.hostSaw.length = 0;
+    await answered(host.running.port, h2c('/host-route?x=1'));
+    expect(host.hostSaw).toEqual([{ url: '/host-route?x=1', upgrade: undefined }]);
+  });
 
-    it('gets the host’s own 404 for a path the host does not have', async () => {
-      const res = await answered(host.running.port, h2c('/nowhere'));
-      expect(res.status).toBe(404);
-      expect(res.headers['content-type']).toMatch(/^text\/html/); // Express's, not a problem
-      expect(res.headers['x-host-middleware']).toBe('ran');
-    });
+  it('gets the host’s own 404 for a path the host does not have', async () => {
+    const res = await answered(host.running.port, h2c('/nowhere'));
+    expect(res.status).toBe(404);
+    expect(res.headers['content-type']).toMatch(/^text\/html/); // Express's, not a problem
+    expect(res.headers['x-host-middleware']).toBe('ran');
+  });
 
-    it('answers a WebSocket handshake outside the mount as plain HTTP too', async () => {
-      const ws = new WebSocket(`ws://127.0.0.1:${host.running.port}/host-route`);
-      try {
-        const status = await within(
-          new Promise<number>((resolve, reject) => {
-            ws.once('unexpected-response', (_req, res: IncomingMessage) => {
-              res.resume();
-              resolve(res.statusCode!);
-            });
-            ws.once('open', () => reject(new Error('upgrade was accepted')));
-            ws.once('error', () => {});
-          }),
-        );
-        expect(status).toBe(200);
-      } finally {
-        ws.terminate();
-      }
-    });
-
-    it('refuses one with a body (it was not read): 400 problem, and the socket closes', async () => {
-      const res = await answered(
-        host.running.port,
-        h2c('/host-route', ['Content-Type: text/plain', 'Content-Length: 5']).replace(
-          /^GET/,
-          'POST',
-        ) + 'hello',
+  it('answers a WebSocket handshake outside the mount as plain HTTP too', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${host.running.port}/host-route`);
+    try {
+      const status = await within(
+        new Promise<number>((resolve, reject) => {
+          ws.once('unexpected-response', (_req, res: IncomingMessage) => {
+            res.resume();
+            resolve(res.statusCode!);
+          });
+          ws.once('open', () => reject(new Error('upgrade was accepted')));
+          ws.once('error', () => {});
+        }),
       );
-      expect(res.status).toBe(400);
-      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-      expect(JSON.parse(res.body)).toMatchObject({
-        type: 'urn:turnpike:problem:bad-request',
-        requestId: res.headers['x-request-id'],
-      });
-    });
+      expect(status).toBe(200);
+    } finally {
+      ws.terminate();
+    }
+  });
 
-    it('still gives an Upgrade under the mount to the gateway, not to the host', async () => {
-      host.hostSaw.length = 0;
-      const res = await answered(host.running.port, h2c('/api/x'));
-      expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
-      expect(res.headers['x-host-middleware']).toBeUndefined();
-      expect(host.hostSaw).toEqual([]);
+  it('refuses one with a body (it was not read): 400 problem, and the socket closes', async () => {
+    const res = await answered(
+      host.running.port,
+      h2c('/host-route', ['Content-Type: text/plain', 'Content-Length: 5']).replace(
+        /^GET/,
+        'POST',
+      ) + 'hello',
+    );
+    expect(res.status).toBe(400);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(JSON.parse(res.body)).toMatchObject({
+      type: 'urn:turnpike:problem:bad-request',
+      requestId: res.headers['x-request-id'],
     });
-  },
-);
+  });
+
+  it('still gives an Upgrade under the mount to the gateway, not to the host', async () => {
+    host.hostSaw.length = 0;
+    const res = await answered(host.running.port, h2c('/api/x'));
+    expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+    expect(res.headers['x-host-middleware']).toBeUndefined();
+    expect(host.hostSaw).toEqual([]);
+  });
+});
 
 describe('an Upgrade outside the mount, with an upgrade listener of the host', () => {
   let host: Host;
@@ -245,7 +245,7 @@ describe('two gateways on one server', () => {
     app.use('/b', b);
     const running = await listen(http.createServer(app));
     a.attach(running.server);
-    b.attach(running.server);
+    b.attach(running.server, { direct: true });
     try {
       const res = await answered(running.port, h2c('/host-route'));
       expect(res.status).toBe(200);

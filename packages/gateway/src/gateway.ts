@@ -1,10 +1,20 @@
-import { METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import http, { METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import express from 'express';
-import { object, silentLogger, string } from '@turnpike/core';
+import { boolean, object, silentLogger, string } from '@turnpike/core';
 import { createBalancer, type Balancer } from '@turnpike/balancer';
 import { createRouter, type ServiceOptions } from '@turnpike/router';
 import { validateConfig, type GatewayConfig } from './config';
-import { appsOf, findMount, fixedMount, isMounted, isUnder, type ExpressAppLike } from './mount';
+import { installDirect } from './direct';
+import { closeServer, listenOn } from './listen';
+import {
+  appsOf,
+  findMount,
+  fixedMount,
+  isMounted,
+  isUnder,
+  type ExpressAppLike,
+  type FixedMount,
+} from './mount';
 import { notFoundNext, type Next } from './next';
 import { assignRequestId } from './request-id';
 import { createUpgradeListener, type UpgradeMount } from './upgrade';
@@ -13,13 +23,27 @@ import { createUpgradeListener, type UpgradeMount } from './upgrade';
 export interface AttachOptions {
   /** The mount prefix, when it cannot be discovered from the server's Express app (e.g. a sub-app). Default: discovered. */
   path?: string;
+  /**
+   * The direct lane: requests under the mount go to the gateway before the host app sees them,
+   * without Express (the host's middleware does not run for them). Default false.
+   */
+  direct?: boolean;
 }
 
-/** The gateway: an Express router to mount, plus WebSocket attachment and shutdown. */
+/** The gateway: an Express router to mount, plus attachment to a server, a server of its own, and shutdown. */
 export interface Gateway extends express.Router {
-  /** Routes WebSocket upgrades that arrive under the gateway's mount prefix; others are left to the host. */
+  /**
+   * Routes WebSocket upgrades that arrive under the gateway's mount prefix; others are left to
+   * the host. With `{ direct: true }`, also takes the mount's HTTP requests before the host app.
+   */
   attach(server: Server, options?: AttachOptions): void;
-  /** Stops everything the gateway started: keep-alive sockets, WebSockets, listeners. Idempotent. */
+  /**
+   * Starts a node:http server of the gateway's own (no Express) on `port` (and `host`): every
+   * request is the gateway's, at '/', WebSocket upgrades included. Resolves with the server
+   * once it listens; rejects with the listen error (EADDRINUSE, …). `close()` closes it.
+   */
+  listen(port: number, host?: string): Promise<Server>;
+  /** Stops everything the gateway started: keep-alive sockets, WebSockets, listeners, its own servers. Idempotent. */
   close(): Promise<void>;
 }
 
@@ -28,6 +52,7 @@ const attachOptions = object<AttachOptions>({
     pattern: /^(?:\/[^/?#]+)*\/?$/,
     expected: 'the mount path, starting with "/", e.g. "/api"',
   }),
+  direct: boolean,
 });
 
 /** The Router methods that add layers: refused on the gateway. */
@@ -53,20 +78,26 @@ export function createGateway(config: GatewayConfig): Gateway {
   }
   const { services: _configured, ...routerOptions } = cfg;
   const router = createRouter({ ...routerOptions, services });
+  /** On a request this gateway's direct lane handed back to the host app. */
+  const LEFT = Symbol('turnpike.leftGateway');
 
   // The gateway answers every request under its mount, so it is its own handler: Express
   // calls it directly, with no router layer walk. It is shaped as an express Router (its
   // prototype is one), but adding routes or middleware to it is refused: they could never
   // run. Gateway-wide middleware goes on the host app before the gateway. Express's own
   // `next` goes to the router, so that leaving the gateway (a stage's next('route')) goes on
-  // to the host app's later handlers; called without one, leaving it is a 404 problem.
+  // to the host app's later handlers; called without one, the gateway answers like listen().
   const gateway = function turnpikeGateway(
     req: IncomingMessage,
     res: ServerResponse,
     next?: Next,
   ): void {
+    const done = next ?? notFoundNext(req, res, logger);
+    // Left by this gateway's direct lane, and handed to the host app: it has been through
+    // the gateway once (stages included), and is not taken a second time.
+    if ((req as { [LEFT]?: true })[LEFT]) return done();
     assignRequestId(req, res);
-    router(req, res, next ?? notFoundNext(req, res, logger));
+    router(req, res, done);
   } as unknown as Gateway;
   Object.setPrototypeOf(gateway, express.Router());
   for (const method of ROUTER_METHODS) {
@@ -81,10 +112,12 @@ export function createGateway(config: GatewayConfig): Gateway {
     });
   }
 
-  /** What close() undoes: the upgrade listeners off. */
+  /** What close() undoes: listeners off, the direct lane's dispatcher out. */
   const disposers: (() => void)[] = [];
-  /** The servers this gateway is attached to: one attachment each. */
+  /** The servers this gateway is attached to or listens on: one attachment each. */
   const servers = new WeakSet<Server>();
+  /** The servers of listen(): closed by close(). */
+  const own = new Set<Server>();
   let closed = false;
 
   // Mount discovery for upgrades, cached per app. A plain `app.use('/api', gateway)`, also
@@ -94,7 +127,7 @@ export function createGateway(config: GatewayConfig): Gateway {
   // mounts, an Express that does not keep the path) is DYNAMIC: Express's matching is asked on
   // every upgrade, as before. Apps that do not mount the gateway are not cached (it may be
   // mounted later). What the cache does not see: a second mount of the gateway added to the
-  // app after its first upgrade (attach() after the app is complete).
+  // app after its first upgrade (attach() after the app is complete, as for listen()).
   const mounts = new WeakMap<ExpressAppLike, string | typeof DYNAMIC>();
   function mountIn(app: ExpressAppLike, pathname: string): string | undefined {
     let known = mounts.get(app);
@@ -116,16 +149,22 @@ export function createGateway(config: GatewayConfig): Gateway {
 
   gateway.attach = function attach(server, options = {}) {
     if (closed) throw new Error('Turnpike: attach() after close()');
-    const { path } = attachOptions(options, 'attach.options');
+    const { path, direct = false } = attachOptions(options, 'attach.options');
     if (servers.has(server)) {
-      throw new Error('Turnpike: this gateway is already attached to this server.');
-    }
-    const fixed = path?.replace(/\/$/, '');
-    if (fixed === undefined && !appsOf(server).some((app) => isMounted(app, gateway))) {
       throw new Error(
-        'Turnpike: attach(server) found no Express app on this server with the gateway mounted. ' +
-          "Mount it first (app.use('/api', gateway)), or pass attach(server, { path: '/api' }).",
+        'Turnpike: this gateway is already attached to this server (or listens on it).',
       );
+    }
+    let fixed = path?.replace(/\/$/, '');
+    if (path === undefined) {
+      const apps = appsOf(server).filter((app) => isMounted(app, gateway));
+      if (apps.length === 0) {
+        throw new Error(
+          'Turnpike: attach(server) found no Express app on this server with the gateway mounted. ' +
+            "Mount it first (app.use('/api', gateway)), or pass attach(server, { path: '/api' }).",
+        );
+      }
+      if (direct) fixed = directPrefix(apps.map((app) => fixedMount(app, gateway)));
     }
     let resolve: (pathname: string) => UpgradeMount | undefined;
     if (fixed !== undefined) {
@@ -145,15 +184,60 @@ export function createGateway(config: GatewayConfig): Gateway {
     server.on('upgrade', onUpgrade);
     servers.add(server);
     disposers.push(() => server.off('upgrade', onUpgrade));
+    // The prefix is fixed from now on: computed once, compared as a string per request.
+    if (direct && fixed !== undefined)
+      disposers.push(installDirect(server, fixed, router, LEFT, logger));
   };
+
+  gateway.listen = async function listen(port, host) {
+    if (closed) throw new Error('Turnpike: listen() after close()');
+    const server = http.createServer(serveRoot);
+    server.on(
+      'upgrade',
+      createUpgradeListener(server, () => AT_ROOT, router),
+    );
+    await listenOn(server, port, host);
+    if (closed) {
+      await closeServer(server);
+      throw new Error('Turnpike: close() was called while listen() was starting');
+    }
+    servers.add(server);
+    own.add(server);
+    return server;
+  };
+
+  /** A request on the gateway's own server: all of it is the gateway's, at '/'. */
+  function serveRoot(req: IncomingMessage, res: ServerResponse): void {
+    assignRequestId(req, res);
+    router(req, res, notFoundNext(req, res, logger));
+  }
 
   gateway.close = async function close() {
     if (closed) return;
     closed = true;
     for (const dispose of disposers.splice(0)) dispose();
+    const closing = [...own].map(closeServer);
+    own.clear();
     for (const b of balancers) b.close();
-    await router.close();
+    await router.close(); // its WebSockets too: the servers' close waits for them
+    await Promise.all(closing);
   };
 
   return gateway;
+}
+
+const AT_ROOT: UpgradeMount = { mount: '' };
+
+/** The direct lane's prefix from the apps that mount the gateway: one fixed prefix, or a ConfigError-like refusal. */
+function directPrefix(found: FixedMount[]): string {
+  const fixed = found.filter((m) => m.kind === 'fixed');
+  const dynamic = found.find((m) => m.kind === 'dynamic');
+  if (fixed.length === 1 && dynamic === undefined) return fixed[0]!.prefix;
+  const reason =
+    dynamic?.reason ??
+    (fixed.length > 1 ? 'it is mounted in more than one app on this server' : 'it is not mounted');
+  throw new Error(
+    `Turnpike: attach(server, { direct: true }) needs one fixed mount prefix, and the gateway's ` +
+      `cannot be read from the app: ${reason}. Pass it: attach(server, { direct: true, path: '/api' }).`,
+  );
 }

@@ -1,4 +1,4 @@
-/** createGateway(config): the gateway as an Express router, with attach() and close(). */
+/** createGateway(config): the gateway as an Express router, with attach() (the direct lane too), listen() and close(). */
 export { createGateway } from './gateway';
 export type { Gateway, AttachOptions } from './gateway';
 /** Config validation, usable before creating anything (e.g. in a CI check of a config file). */

@@ -20,6 +20,12 @@ export interface ExpressAppLike {
   response?: object;
 }
 
+/**
+ * On the direct lane's dispatcher: the request listeners it stands in front of, so that mount
+ * discovery still finds the host's Express app behind it.
+ */
+export const HOST_LISTENERS = Symbol('turnpike.hostListeners');
+
 function stackOf(value: unknown): Layer[] | undefined {
   const v = value as {
     router?: { stack?: unknown };
@@ -30,10 +36,11 @@ function stackOf(value: unknown): Layer[] | undefined {
   return Array.isArray(stack) ? (stack as Layer[]) : undefined;
 }
 
-/** The Express apps that handle a server's requests. */
+/** The Express apps that handle a server's requests (behind a direct lane too). */
 export function appsOf(server: Server): ExpressAppLike[] {
   return server
     .listeners('request')
+    .flatMap((l) => (l as { [HOST_LISTENERS]?: unknown[] })[HOST_LISTENERS] ?? [l])
     .filter(
       (l) => typeof l === 'function' && stackOf(l) !== undefined,
     ) as unknown as ExpressAppLike[];
