@@ -3,13 +3,13 @@
 //
 // It starts its own demo services on port 0 — "users" (two instances, balanced round-robin),
 // "orders", and a WebSocket echo when the `ws` package can be resolved — and a gateway in
-// front of them, mounted at /api in an Express app listening on PORT (default 8080).
+// front of them on a server of its own (gateway.listen(): no Express app, every request is
+// the gateway's), listening on PORT (default 8080). Its routes are under /api.
 //
 //   PORT=8080 node examples/gateway/index.js
 //   GATEWAY_SELF_TEST=1 node examples/gateway/index.js   # one request through the gateway, then exit
 
 const http = require('node:http');
-const express = require('express');
 const { createGateway } = require('@turnpike/gateway');
 
 const SELF_TEST = process.env.GATEWAY_SELF_TEST === '1';
@@ -115,45 +115,46 @@ async function main() {
   const [usersA, usersB, orders] = upstreams;
   const echo = ws ? await startEcho(ws) : undefined;
 
+  // The gateway sees every path as the client sent it (no mount): the routes say /api.
   const routes = [
     // /api/users/42 → users sees /42 (GET, HEAD and POST; others get 405 with Allow).
     {
       name: 'users',
-      path: '/users/**',
+      path: '/api/users/**',
       service: 'users',
       methods: ['GET', 'POST'],
-      stripPrefix: '/users',
+      stripPrefix: '/api/users',
     },
     // A :param beats ** : /api/users/42/orders → orders sees /orders/by-user/42.
     {
       name: 'user-orders',
-      path: '/users/:id/orders',
+      path: '/api/users/:id/orders',
       service: 'orders',
       methods: ['GET'],
       rewrite: '/orders/by-user/:id',
     },
-    // /api/orders and /api/orders/7 → orders sees /orders and /orders/7 (no rewrite).
-    { name: 'orders', path: '/orders/**', service: 'orders' },
+    // /api/orders and /api/orders/7 → orders sees /orders and /orders/7.
+    { name: 'orders', path: '/api/orders/**', service: 'orders', stripPrefix: '/api' },
   ];
   const services = {
     users: { targets: [urlOf(usersA), urlOf(usersB)], balancer: 'round-robin' },
     orders: { targets: [urlOf(orders)], timeoutMs: 10000 },
   };
   if (echo) {
-    routes.push({ name: 'echo', path: '/ws/echo', service: 'echo', websocket: true });
+    routes.push({
+      name: 'echo',
+      path: '/api/ws/echo',
+      service: 'echo',
+      websocket: true,
+      stripPrefix: '/api',
+    });
     services.echo = { targets: [urlOf(echo.server)] };
   }
 
   const gateway = createGateway({ services, routes, bodyLimit: 1024 * 1024 });
-
-  const app = express();
-  app.get('/', (_req, res) => {
-    res.type('text').send('Turnpike example gateway. The gateway is mounted at /api.\n');
-  });
-  app.use('/api', gateway);
-  const server = http.createServer(app);
-  await listen(server, PORT);
-  gateway.attach(server); // WebSocket upgrades under /api
+  // A node:http server of the gateway's own, WebSocket upgrades included; gateway.close()
+  // closes it. (Inside an existing Express app, see examples/embed.)
+  const server = await gateway.listen(PORT);
 
   const port = server.address().port;
   const base = `http://localhost:${port}`;
@@ -162,12 +163,8 @@ async function main() {
   async function shutdown() {
     if (closing) return;
     closing = true;
-    await gateway.close();
-    await Promise.all([
-      closeServer(server),
-      ...upstreams.map(closeServer),
-      echo ? echo.close() : undefined,
-    ]);
+    await gateway.close(); // its server too, with its connections
+    await Promise.all([...upstreams.map(closeServer), echo ? echo.close() : undefined]);
   }
 
   if (SELF_TEST) {
