@@ -182,3 +182,23 @@ it('refuses trustProxy: true', () => {
     }),
   ).toThrow(/at trustProxy: .*true trusts every client and is refused/);
 });
+
+it('reports each request once to gateway.onOutcome until the listener is disposed', async () => {
+  const echo = await startEcho();
+  const gw = await startGateway({
+    services: { echo: { targets: [echo.url] } },
+    routes: [{ path: '/**', service: 'echo', name: 'all' }],
+  });
+  const seen: string[] = [];
+  const dispose = gw.gateway.onOutcome((o) => seen.push(`${o.kind} ${o.status} ${o.route.name}`));
+  try {
+    expect((await request(gw.running.server).get('/api/x')).status).toBe(200);
+    expect(seen).toEqual(['complete 200 all']);
+    dispose();
+    expect((await request(gw.running.server).get('/api/x')).status).toBe(200);
+    expect(seen).toEqual(['complete 200 all']);
+  } finally {
+    await gw.close();
+    await echo.close();
+  }
+});

@@ -73,3 +73,11 @@ export function validateConfig(config: unknown): GatewayConfig {
   checkRouterConfig(parsed);
   return parsed;
 }
+
+/**
+ * The shape checks of {@link validateConfig} without compiling the routes: createGateway
+ * leaves that to createRouter, which compiles each route once and refuses the same.
+ */
+export function checkConfigShape(config: unknown): GatewayConfig {
+  return gatewayConfig(config, '');
+}

@@ -2,8 +2,13 @@ import http, { METHODS, type IncomingMessage, type Server, type ServerResponse }
 import express from 'express';
 import { boolean, object, silentLogger, string } from '@turnpike/core';
 import { createBalancer, type Balancer } from '@turnpike/balancer';
-import { createRouter, type ServiceOptions } from '@turnpike/router';
-import { validateConfig, type GatewayConfig } from './config';
+import {
+  createRouter,
+  type OutcomeListener,
+  type ServiceOptions,
+  type TurnpikeRouter,
+} from '@turnpike/router';
+import { checkConfigShape, type GatewayConfig } from './config';
 import { installDirect } from './direct';
 import { closeServer, listenOn } from './listen';
 import {
@@ -43,6 +48,8 @@ export interface Gateway extends express.Router {
    * once it listens; rejects with the listen error (EADDRINUSE, …). `close()` closes it.
    */
   listen(port: number, host?: string): Promise<Server>;
+  /** Every request's outcome, from the router (see `Outcome` in @turnpike/router); returns the disposer. */
+  onOutcome(listener: OutcomeListener): () => void;
   /** Stops everything the gateway started: keep-alive sockets, WebSockets, listeners, its own servers. Idempotent. */
   close(): Promise<void>;
 }
@@ -66,7 +73,7 @@ const DYNAMIC = Symbol('dynamic mount');
  * ConfigError naming the field. Everything per route is compiled now, not per request.
  */
 export function createGateway(config: GatewayConfig): Gateway {
-  const cfg = validateConfig(config);
+  const cfg = checkConfigShape(config);
   const logger = cfg.logger ?? silentLogger;
   const balancers: Balancer[] = [];
   const services: Record<string, ServiceOptions> = {};
@@ -77,7 +84,14 @@ export function createGateway(config: GatewayConfig): Gateway {
     services[name] = { ...proxy, target: balancer.pick };
   }
   const { services: _configured, ...routerOptions } = cfg;
-  const router = createRouter({ ...routerOptions, services });
+  let router: TurnpikeRouter;
+  try {
+    // The router checks the routes against the services and compiles them, once.
+    router = createRouter({ ...routerOptions, services });
+  } catch (err) {
+    for (const b of balancers) b.close();
+    throw err;
+  }
   /** On a request this gateway's direct lane handed back to the host app. */
   const LEFT = Symbol('turnpike.leftGateway');
 
@@ -100,6 +114,7 @@ export function createGateway(config: GatewayConfig): Gateway {
     router(req, res, done);
   } as unknown as Gateway;
   Object.setPrototypeOf(gateway, express.Router());
+  gateway.onOutcome = (listener) => router.onOutcome(listener);
   for (const method of ROUTER_METHODS) {
     Object.defineProperty(gateway, method, {
       value: () => {

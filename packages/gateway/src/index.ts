@@ -16,6 +16,9 @@ export {
 } from '@turnpike/core';
 export type { Logger } from '@turnpike/core';
 export type {
+  Outcome,
+  OutcomeKind,
+  OutcomeListener,
   RouteOptions,
   HeaderTransform,
   TrustProxy,
