@@ -19,6 +19,12 @@ const CATALOGUE = {
     'method-not-allowed',
     'The route does not accept this method.',
   ],
+  ERR_TURNPIKE_REQUEST_TIMEOUT: [
+    408,
+    'Request Timeout',
+    'request-timeout',
+    'The request body did not arrive in time.',
+  ],
   ERR_TURNPIKE_BODY_TOO_LARGE: [
     413,
     'Content Too Large',

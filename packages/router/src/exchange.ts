@@ -72,12 +72,13 @@ export class Exchange {
     }
     const attempt = this.attempt;
     if (attempt !== undefined) {
-      if (kind !== 'complete' && kind !== 'upgraded' && attempt.phase !== 'done') {
+      // The phase stays where the call got to; only a call that ended well is 'done'.
+      if (kind === 'complete' || kind === 'upgraded') attempt.phase = 'done';
+      else if (attempt.phase !== 'done') {
         const abort = this.abort;
         this.abort = undefined;
         abort?.();
       }
-      attempt.phase = 'done';
     }
     const sink = this.sink;
     if (sink !== undefined) {

@@ -12,7 +12,11 @@ import { BAD_STATUS, DEADLINE, upstreamFailure, type UpstreamFailure } from './u
 
 /** Answers built once: they carry nothing of the request. */
 const BODY_TOO_LARGE = new GatewayError('ERR_TURNPIKE_BODY_TOO_LARGE');
-const NO_TARGET = new GatewayError('ERR_TURNPIKE_NO_TARGET', { headers: { 'retry-after': '1' } });
+const REQUEST_TIMEOUT = new GatewayError('ERR_TURNPIKE_REQUEST_TIMEOUT');
+/** No target to call: 503, try again in a second. */
+export const NO_TARGET = new GatewayError('ERR_TURNPIKE_NO_TARGET', {
+  headers: { 'retry-after': '1' },
+});
 const NONE: readonly Target[] = Object.freeze([]);
 
 /** What the forwarder needs of the router around it. */
@@ -60,6 +64,12 @@ function failUpstream(
 
 function onDeadline(ctx: ForwardContext, ex: Exchange): void {
   ex.timer = undefined;
+  if (ex.attempt === undefined) {
+    // Still reading a buffered body: the client was slow, not the upstream (which was never
+    // called). A 408 that passive health and breakers do not count.
+    ex.res.shouldKeepAlive = false;
+    return reject(ex, REQUEST_TIMEOUT);
+  }
   failUpstream(ctx, ex, DEADLINE, undefined);
 }
 
@@ -133,6 +143,12 @@ class Forward implements Dispatcher.DispatchHandler {
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
     const ex = this.ex;
     if (ex.state === 'settled') return false;
+    // llhttp takes any three digits ("099"); undici hands it over, then asserts. (It refuses
+    // four digits itself: a protocol error.)
+    if (status < 100) {
+      failUpstream(this.ctx, ex, BAD_STATUS, new Error(`upstream status ${status}`));
+      return false;
+    }
     if (status < 200) {
       if (status !== 101) informational(ex, status, raw);
       return true;
@@ -141,9 +157,8 @@ class Forward implements Dispatcher.DispatchHandler {
     attempt.status = status;
     attempt.headAt = performance.now();
     attempt.phase = 'head';
-    // Node's parser takes any three digits; writeHead() would throw past 999.
-    if (status > 999 || codedResponse(raw)) {
-      failUpstream(this.ctx, ex, BAD_STATUS, new Error(`upstream status or coding refused`));
+    if (codedResponse(raw)) {
+      failUpstream(this.ctx, ex, BAD_STATUS, new Error('upstream transfer coding refused'));
       return false;
     }
     const req = ex.req as RoutedRequest;
@@ -206,8 +221,7 @@ function dispatchAttempt(
   const h = req.headers;
   const target = service.pick(req, NONE);
   if (target === undefined) {
-    ex.settle('rejected', NO_TARGET);
-    return answerError(ex, NO_TARGET);
+    return reject(ex, NO_TARGET);
   }
   if (!service.preserveHost) h.host = target.host;
   const attempt = new Attempt(target);

@@ -31,14 +31,19 @@ export interface AttemptInfo {
  * - `refused`, `dns`, `connect-timeout`: no connection to the target.
  * - `reset`: the connection broke before the response head.
  * - `timeout`: the service's deadline passed before the response head.
- * - `protocol`: the upstream's answer was not valid HTTP.
- * - `bad-status`: a status or transfer coding the gateway does not forward (`099`, a `101` it did not ask for, a coding other than chunked).
+ * - `protocol`: the upstream's answer was not valid HTTP (a four-digit status included).
+ * - `bad-status`: a status or transfer coding the gateway does not forward (`099`, a `100` or
+ *   `101` it did not ask for, a coding other than chunked, a `101` naming another protocol).
  * - `upgraded`: a WebSocket handshake succeeded and the tunnel is open.
- * - `client-gone`: the client left before the response was complete.
- * Without an upstream call:
- * - `stage`: a stage answered (auth 401, limiter 429, a cache hit …).
- * - `rejected`: the router refused at the proxy stage (413, 503 no target, a body it cannot re-send).
- * - `handled`: a `handler` route answered.
+ * - `client-gone`: the client left before the response was complete (with or without an attempt).
+ * Without an upstream call (attempt undefined):
+ * - `stage`: a stage answered (auth 401, limiter 429, a cache hit …), failed, or passed the
+ *   request on with `next('route')`.
+ * - `rejected`: the router refused at the proxy stage: 413, 503 no target, 408 when the
+ *   deadline passed while the body was still being read (a slow client), 500 for a body it
+ *   cannot re-send. (A 413 while a large body streams comes after the attempt started.)
+ * - `handled`: a `handler` route answered, failed, or passed the request on.
+ * `status` is what the client got: the upstream's, a stage's, or the gateway's problem.
  */
 export type OutcomeKind =
   | 'complete'

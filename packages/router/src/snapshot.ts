@@ -44,12 +44,16 @@ export class Snapshot {
   readonly chains: ReadonlyMap<CompiledRoute, RouteChains>;
   readonly routes: readonly CompiledRoute[];
   private readonly services: ReadonlyMap<string, CompiledService>;
-  private readonly stages: readonly Closable[];
+  private readonly stages: Closable[];
   private readonly methodErrors = new Map<string, GatewayError>();
   /** Requests matched on this snapshot and not settled yet. */
   private inflight = 0;
   /** Set once the snapshot is retired: releases it when called. */
   private onDrained: (() => void) | undefined = undefined;
+  /** Resolves once released; set by the first retire(). */
+  private released: Promise<void> | undefined = undefined;
+  /** Whether the release waits for requests in flight and lets pools drain. */
+  private graceful = true;
 
   constructor(
     readonly options: ParsedRouterOptions,
@@ -69,6 +73,28 @@ export class Snapshot {
     this.routes = options.compiled;
     const chains = new Map<CompiledRoute, RouteChains>();
     const stages: Closable[] = [];
+    this.stages = stages;
+    try {
+      this.build(ctx, sockets, services, chains, stages, onError, onExit);
+    } catch (err) {
+      // A stage factory threw: what was built so far is let go before the error goes on.
+      void this.release(false);
+      throw err;
+    }
+    this.chains = chains;
+    this.table = new RouteTable(this.routes);
+  }
+
+  private build(
+    ctx: ForwardContext,
+    sockets: Set<Duplex>,
+    services: ReadonlyMap<string, CompiledService>,
+    chains: Map<CompiledRoute, RouteChains>,
+    stages: Closable[],
+    onError: (req: RoutedRequest, res: ServerResponse, err: unknown) => void,
+    onExit: (req: RoutedRequest, res: ServerResponse) => void,
+  ): void {
+    const options = this.options;
     for (const route of this.routes) {
       const list = options.stages ? [...options.stages(route.info)] : [];
       stages.push(...list);
@@ -80,9 +106,6 @@ export class Snapshot {
         upgrade: ws ? compose(list, onExchange(ws), onError, onExit) : undefined,
       });
     }
-    this.chains = chains;
-    this.stages = stages;
-    this.table = new RouteTable(this.routes);
   }
 
   /** The 405 for an Allow list, built once per list. */
@@ -110,7 +133,15 @@ export class Snapshot {
         route: ex.route.info,
         service: ex.route.service,
         req: ex.req,
-        status: kind === 'upgraded' ? 101 : res.headersSent ? res.statusCode : 0,
+        // Settled before a problem answer is written: that answer's status is the error's.
+        status:
+          kind === 'upgraded'
+            ? 101
+            : res.headersSent
+              ? res.statusCode
+              : kind === 'client-gone' || error === undefined
+                ? 0
+                : error.status,
         attempt: ex.attempt,
         error,
         cause,
@@ -126,13 +157,18 @@ export class Snapshot {
    * sockets destroyed.
    */
   retire(graceful: boolean): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.onDrained = () => {
-        this.onDrained = undefined;
-        void this.release(graceful).then(resolve);
-      };
-      if (!graceful || this.inflight === 0) this.onDrained();
-    });
+    if (this.released === undefined) {
+      this.released = new Promise<void>((resolve) => {
+        this.onDrained = () => {
+          this.onDrained = undefined;
+          void this.release(this.graceful).then(resolve);
+        };
+      });
+    }
+    // A close() while a reload's retirement still waits for its requests: now, not later.
+    this.graceful &&= graceful;
+    if (!this.graceful || this.inflight === 0) this.onDrained?.();
+    return this.released;
   }
 
   private async release(graceful: boolean): Promise<void> {
@@ -179,7 +215,11 @@ export class Snapshot {
    */
   private onExit(req: RoutedRequest, res: ServerResponse): void {
     const ex = exchangeOf(req);
-    if (ex === undefined || !ex.settle('stage')) return;
+    if (
+      ex === undefined ||
+      !ex.settle(ex.route.handler !== undefined && ex.state === 'forwarding' ? 'handled' : 'stage')
+    )
+      return;
     if (ex.exit !== undefined) ex.exit();
     else sendProblem(req, res, ROUTE_NOT_FOUND);
   }
@@ -197,7 +237,8 @@ export class Snapshot {
       });
     }
     if (ex === undefined) return;
-    if (ex.settle(ex.state === 'stages' ? 'stage' : 'rejected', gatewayError, err))
-      answerError(ex, gatewayError);
+    const kind =
+      ex.state === 'stages' ? 'stage' : ex.route.handler !== undefined ? 'handled' : 'rejected';
+    if (ex.settle(kind, gatewayError, err)) answerError(ex, gatewayError);
   }
 }

@@ -1,7 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import { exchangeOf } from './exchange';
 
-/** A response head as the client gets it, without this request's `X-Request-ID`. */
+/**
+ * The upstream's response head as the gateway writes it (hop-by-hop headers removed, the
+ * route's transform applied), without this request's `X-Request-ID`. Headers that host
+ * middleware or stages set on `res` before (`X-Powered-By`, a stage's `Set-Cookie`) are not
+ * in it: they belong to this request, not to the response a cache would store.
+ */
 export interface TappedHead {
   readonly status: number;
   /** Name, value pairs as written (a repeated name comes once, with an array of values). */

@@ -25,7 +25,7 @@ const PROTOCOL = entry('protocol', FAILED);
 
 /**
  * Upstream failure → outcome kind and gateway error: the one table, by error code (undici's
- * `UND_ERR_*`, Node's socket codes, llhttp's `HPE_*`). Anything not listed is a 502 `reset`.
+ * `UND_ERR_*`, Node's socket codes, llhttp's `HPE_*` and undici's HTTPParserError). Anything not listed is a 502 `reset`.
  */
 const TABLE: Readonly<Record<string, UpstreamFailure>> = {
   ECONNREFUSED: entry('refused', FAILED),
@@ -43,13 +43,16 @@ const TABLE: Readonly<Record<string, UpstreamFailure>> = {
   UND_ERR_RES_CONTENT_LENGTH_MISMATCH: PROTOCOL,
   UND_ERR_HEADERS_OVERFLOW: PROTOCOL,
   UND_ERR_INVALID_ARG: PROTOCOL,
+  // undici asserts on a 101 without Connection: upgrade to a request that asked for none.
+  ERR_ASSERTION: BAD_STATUS,
 };
 
 /** The outcome kind and gateway error for an upstream failure. */
 export function upstreamFailure(err: unknown): UpstreamFailure {
   const e = err as { code?: unknown; message?: unknown } | null;
   const code = typeof e?.code === 'string' ? e.code : '';
-  if (code.startsWith('HPE_')) return PROTOCOL;
+  // undici's parser errors carry no code, Node's (the WebSocket handshake) an HPE_* one.
+  if (code.startsWith('HPE_') || (err as Error | null)?.name === 'HTTPParserError') return PROTOCOL;
   // undici answers a 101 to a request that did not ask for an upgrade, and a 100 to one that
   // sent no Expect, as "bad upgrade" / "bad response" socket errors.
   if (code === 'UND_ERR_SOCKET' && (e?.message === 'bad upgrade' || e?.message === 'bad response'))

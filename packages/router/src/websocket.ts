@@ -3,16 +3,15 @@ import https from 'node:https';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { GatewayError, type Target } from '@turnpike/core';
+import type { Target } from '@turnpike/core';
 import { Attempt, type Exchange } from './exchange';
-import { answerError, prepare, type ForwardContext } from './forward';
+import { NO_TARGET, answerError, prepare, reject, type ForwardContext } from './forward';
 import { responseHeaders } from './headers';
 import type { CompiledRoute } from './route';
 import type { CompiledService } from './service';
 import type { RoutedRequest } from './types';
 import { BAD_STATUS, upstreamFailure, type UpstreamFailure } from './upstream-errors';
 
-const NO_TARGET = new GatewayError('ERR_TURNPIKE_NO_TARGET', { headers: { 'retry-after': '1' } });
 const NONE: readonly Target[] = Object.freeze([]);
 /** Bytes a client may send before the handshake completes (a WebSocket client sends none). */
 const EARLY_MAX = 64 * 1024;
@@ -147,8 +146,7 @@ export function upgrader(
     prepare(ctx, ex, service.timeoutMs);
     const target = service.pick(req, NONE);
     if (target === undefined) {
-      ex.settle('rejected', NO_TARGET);
-      return answerError(ex, NO_TARGET);
+      return reject(ex, NO_TARGET);
     }
     const h = req.headers;
     if (!service.preserveHost) h.host = target.host;
