@@ -48,7 +48,8 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
   const sockets = new Set<Duplex>();
   let current = new Snapshot(first, outcomes, logger, sockets);
   let infos = Object.freeze(current.routes.map((r) => r.info));
-  const retiring = new Set<Promise<void>>();
+  /** Snapshots a reload replaced whose requests are still in flight. */
+  const retiring = new Set<Snapshot>();
   let closed = false;
 
   const router = function turnpikeRouter(
@@ -75,17 +76,16 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
     const old = current;
     current = snapshot;
     infos = Object.freeze(snapshot.routes.map((r) => r.info));
-    const done = old.retire(true);
-    retiring.add(done);
-    await done;
-    retiring.delete(done);
+    retiring.add(old);
+    await old.retire(true);
+    retiring.delete(old);
   };
 
   router.close = async function close() {
     closed = true;
     for (const socket of sockets) socket.destroy();
     sockets.clear();
-    await Promise.all([current.retire(false), ...retiring]);
+    await Promise.all([current, ...retiring].map((s) => s.retire(false)));
   };
 
   Object.defineProperty(router, 'routes', { get: () => infos, enumerable: true });
