@@ -235,3 +235,28 @@ describe('a body parser before the gateway', () => {
     expect((res.body as Echo).body).toBe('raw text');
   });
 });
+
+describe('a simple urlencoded parser before the gateway (extended: false)', () => {
+  it('re-sends bracketed names as the pairs the client sent', async () => {
+    const flat = await startGateway(
+      { services: { echo: { targets: [echo.url] } }, routes: [{ path: '/**', service: 'echo' }] },
+      { before: (app) => app.use(express.urlencoded({ extended: false })) },
+    );
+    try {
+      const res = await request(flat.running.server)
+        .post('/api/x')
+        .type('form')
+        .send('b[c]=3&a=1&a=2&d=%20x');
+      expect(res.status).toBe(200);
+      const params = new URLSearchParams((res.body as Echo).body);
+      expect([...params]).toEqual([
+        ['b[c]', '3'],
+        ['a', '1'],
+        ['a', '2'],
+        ['d', ' x'],
+      ]);
+    } finally {
+      await flat.close();
+    }
+  });
+});

@@ -23,12 +23,31 @@ function same(a: unknown, b: unknown): boolean {
 }
 
 /**
- * A form body parsed by express.urlencoded() (flat or `extended`), encoded again so that it
- * parses back to exactly what the parser produced: repeated names first (`a=1&a=2`, what
- * every parser reads as a list), then bracket indices (`a[0][b]=1`, what `qs` reads). A body
- * neither form reproduces (qs's depth and array limits folded keys) is refused.
+ * A flat form (every value a string or a list of strings): name=value pairs, a list as
+ * repeated names, exactly the pairs the client sent. Undefined for a nested one.
+ */
+function flatForm(body: object): string | undefined {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(body)) {
+    if (typeof value === 'string') params.append(name, value);
+    else if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
+      for (const v of value) params.append(name, v);
+    } else return undefined;
+  }
+  return params.toString();
+}
+
+/**
+ * A form body parsed by express.urlencoded(), encoded again so that it parses back to
+ * exactly what the parser produced. A flat one (the simple parser's, or an extended one
+ * without nesting) goes as its pairs, names with brackets included; a nested one as
+ * repeated names (`a=1&a=2`) or bracket indices (`a[0][b]=1`, what `qs` reads), whichever
+ * `qs` reads back the same. A body neither form reproduces (qs's depth and array limits
+ * folded keys) is refused.
  */
 function formBody(body: object): Buffer {
+  const flat = flatForm(body);
+  if (flat !== undefined) return Buffer.from(flat);
   for (const arrayFormat of ['repeat', 'indices'] as const) {
     const text = qs.stringify(body, { arrayFormat });
     const back = qs.parse(text, {
