@@ -69,7 +69,14 @@ export function findMount(
   if (!stack) return undefined;
   for (const layer of stack) {
     if (layer.route || typeof layer.match !== 'function') continue;
-    const m = layer.match(pathname);
+    let m: ReturnType<Layer['match']>;
+    try {
+      m = layer.match(pathname);
+    } catch {
+      // Express throws (URIError, 400) on a bad escape in a param: not a mount this path
+      // reaches; the host's own handling answers it.
+      continue;
+    }
     if (!m) continue;
     const matched = (typeof m === 'object' ? m.path : layer.path) ?? '';
     if (layer.handle === target) return base + matched;

@@ -43,6 +43,14 @@ export function createUpgradeListener(
   router: TurnpikeRouter,
 ): UpgradeListener {
   const onUpgrade = function turnpikeUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer) {
+    // Nothing catches a throw in an 'upgrade' listener: it would end the process.
+    try {
+      take(req, socket, head);
+    } catch {
+      socket.destroy();
+    }
+  };
+  const take = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const r = req as MountedRequest & { [TAKEN]?: true };
     if (r[TAKEN]) return;
     const url = req.url ?? '/';
