@@ -23,26 +23,36 @@ function same(a: unknown, b: unknown): boolean {
 }
 
 /**
- * A flat form (every value a string or a list of strings): name=value pairs, a list as
- * repeated names, exactly the pairs the client sent. Undefined for a nested one.
+ * A flat form as its name=value pairs, exactly as the client sent them: one of strings
+ * only, or one with lists whose names hold brackets (only the simple parser keeps `b[c]` as
+ * a name; it reads `a=1&a=2` as a list). Undefined otherwise: a list from `qs` may have been
+ * `role[]=admin`, a list of one that must not go up as `role=admin`.
  */
 function flatForm(body: object): string | undefined {
+  const entries = Object.entries(body);
+  let lists = false;
+  let brackets = false;
+  for (const [name, value] of entries) {
+    if (Array.isArray(value)) {
+      if (!value.every((v) => typeof v === 'string')) return undefined;
+      lists = true;
+    } else if (typeof value !== 'string') return undefined;
+    if (name.indexOf('[') !== -1) brackets = true;
+  }
+  if (lists && !brackets) return undefined;
   const params = new URLSearchParams();
-  for (const [name, value] of Object.entries(body)) {
-    if (typeof value === 'string') params.append(name, value);
-    else if (Array.isArray(value) && value.every((v) => typeof v === 'string')) {
-      for (const v of value) params.append(name, v);
-    } else return undefined;
+  for (const [name, value] of entries) {
+    for (const v of Array.isArray(value) ? (value as string[]) : [value as string])
+      params.append(name, v);
   }
   return params.toString();
 }
 
 /**
  * A form body parsed by express.urlencoded(), encoded again so that it parses back to
- * exactly what the parser produced. A flat one (the simple parser's, or an extended one
- * without nesting) goes as its pairs, names with brackets included; a nested one as
- * repeated names (`a=1&a=2`) or bracket indices (`a[0][b]=1`, what `qs` reads), whichever
- * `qs` reads back the same. A body neither form reproduces (qs's depth and array limits
+ * exactly what the parser produced. One of strings only goes as its pairs, names with
+ * brackets included; one with lists or nesting as repeated names (`a=1&a=2`) or bracket
+ * indices (`a[0]=x`, `a[0][b]=1`, what `qs` reads), whichever `qs` reads back the same. A body neither form reproduces (qs's depth and array limits
  * folded keys) is refused.
  */
 function formBody(body: object): Buffer {

@@ -212,6 +212,8 @@ export function hasDuplicateHost(req: IncomingMessage): boolean {
 export interface CompiledTransform {
   /** Names removed or replaced (lower case). */
   readonly drop: ReadonlySet<string>;
+  /** The same, `_` read as `-`: request headers spelled with `_` go too. */
+  readonly dropCanonical: ReadonlySet<string>;
   readonly set: readonly (readonly [string, string])[];
   readonly add: readonly (readonly [string, string])[];
 }
@@ -223,11 +225,14 @@ export function compileTransform(t: HeaderTransform | undefined): CompiledTransf
   const add = Object.entries(t.add ?? {}).map(([k, v]) => [k.toLowerCase(), v] as const);
   const drop = new Set([...(t.remove ?? []).map((n) => n.toLowerCase()), ...set.map(([k]) => k)]);
   if (drop.size === 0 && add.length === 0) return undefined;
-  return { drop, set, add };
+  return { drop, dropCanonical: new Set([...drop].map(canonicalName)), set, add };
 }
 
-/** Applies a transform to request headers. */
+/** Applies a transform to request headers; a name removed or set goes in every `-`/`_` spelling. */
 export function transformRequest(h: IncomingHttpHeaders, t: CompiledTransform): void {
+  for (const name in h) {
+    if (name.indexOf('_') !== -1 && t.dropCanonical.has(canonicalName(name))) delete h[name];
+  }
   for (const name of t.drop) delete h[name];
   for (const [name, value] of t.set) h[name] = value;
   for (const [name, value] of t.add) {
