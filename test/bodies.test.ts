@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
+import zlib from 'node:zlib';
 import express from 'express';
 import qs from 'qs';
 import request from 'supertest';
@@ -185,6 +186,31 @@ describe('a body parser before the gateway', () => {
       d: { e: { f: 'g' } },
     });
     expect(Number(seen.headers['content-length'])).toBe(seen.bodyLength);
+  });
+
+  it('re-sends a gzip body the parser inflated without its Content-Encoding', async () => {
+    // node:http, not supertest: superagent would JSON-encode a Buffer sent as JSON.
+    const gz = zlib.gzipSync(JSON.stringify({ z: 1 }));
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = http.request(
+        `${parsed.url}/x`,
+        {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        },
+        (res) => {
+          let out = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (out += c));
+          res.on('end', () => resolve(out));
+        },
+      );
+      req.on('error', reject);
+      req.end(gz);
+    });
+    const seen = JSON.parse(text) as Echo;
+    expect(JSON.parse(seen.body)).toEqual({ z: 1 });
+    expect(seen.headers['content-encoding']).toBeUndefined();
   });
 
   it('refuses with 500 a parsed form body it cannot encode faithfully', async () => {

@@ -102,6 +102,8 @@ export function parsedBody(req: RoutedRequest, chunked: boolean): Buffer {
     }
   }
   h['content-length'] = String(buf.length);
+  // Body parsers inflate gzip, deflate and br bodies: what goes up is decoded.
+  delete h['content-encoding'];
   return buf;
 }
 
