@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import WebSocket, { WebSocketServer } from 'ws';
+import { rawRequest } from './helpers/raw';
 import {
   listen,
   startGateway,
@@ -99,6 +100,17 @@ it('answers an upgrade on a route without websocket: true as plain HTTP (RFC 911
   lastUpgrade = undefined;
   // The upstream's HTTP answer, not a tunnel: the upstream never sees an upgrade request.
   expect(await refusal(`${wsBase()}/api/plain/x`)).toBe(200);
+  expect(lastUpgrade).toBeUndefined();
+});
+
+it('answers an Upgrade other than websocket (h2c) on a WebSocket route as plain HTTP', async () => {
+  lastUpgrade = undefined;
+  const res = await rawRequest(
+    gw.running.port,
+    'GET /api/ws/x HTTP/1.1\r\nHost: gateway.test\r\nConnection: Upgrade, HTTP2-Settings\r\n' +
+      'Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n',
+  );
+  expect({ status: res.status, body: res.body }).toEqual({ status: 200, body: 'plain http' });
   expect(lastUpgrade).toBeUndefined();
 });
 

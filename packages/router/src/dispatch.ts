@@ -34,6 +34,11 @@ function nodeHeaderCap(req: IncomingMessage): number {
   return server?.maxHeadersCount || 2000;
 }
 
+/** Whether an Upgrade header asks for WebSocket (RFC 6455: the token, any case). */
+function isWebSocket(value: string | undefined): boolean {
+  return value !== undefined && value.trim().toLowerCase() === 'websocket';
+}
+
 /** The client's side closed: the outcome, when the router had not decided it yet. */
 function onResClose(this: ServerResponse): void {
   const ex = exchangeOf(this.req);
@@ -91,17 +96,17 @@ export function dispatch(
   const route = found.route;
   const chains = snap.chains.get(route)!;
   let chain = chains.http;
-  if (upgrade !== undefined) {
-    if (chains.upgrade !== undefined) chain = chains.upgrade;
-    else {
-      // RFC 9110 §7.8: a server may ignore Upgrade. A route without WebSockets answers the
-      // request as plain HTTP on the socket, which closes after the answer.
-      delete h.connection;
-      delete h.upgrade;
-    }
+  // Only a WebSocket upgrade opens a tunnel, and only on a route that accepts them.
+  const tunnel = upgrade !== undefined && chains.upgrade !== undefined && isWebSocket(h.upgrade);
+  if (tunnel) chain = chains.upgrade!;
+  else if (upgrade !== undefined) {
+    // RFC 9110 §7.8: a server may ignore Upgrade. Any other upgrade (h2c, a route without
+    // WebSockets) is answered as plain HTTP on the socket, which closes after the answer.
+    delete h.connection;
+    delete h.upgrade;
   }
   const ex = new Exchange(snap, route, found.segments, req, res, exit);
-  if (upgrade !== undefined && chains.upgrade !== undefined) {
+  if (tunnel) {
     ex.socket = upgrade;
     ex.head = head;
   }
