@@ -70,7 +70,7 @@ export interface Outcome {
   readonly service: string | undefined;
   /** The request (its `id`, `method`, and what stages set on it). */
   readonly req: IncomingMessage;
-  /** The status the client got; 0 when it got none (it left, or the body was cut off before the head). */
+  /** The status the client got (the upstream's, a stage's, or the gateway's problem); 0 when the router sent no head (the client left first, or the request was passed on). */
   readonly status: number;
   /** The upstream call; undefined when none was made. */
   readonly attempt: AttemptInfo | undefined;
