@@ -121,7 +121,8 @@ function withoutRequestId(list: HeaderList, id: string | undefined): HeaderList 
 /** The undici handler of one attempt: streams the upstream response straight to the client. */
 class Forward implements Dispatcher.DispatchHandler {
   private resume: (() => void) | undefined = undefined;
-  private readonly onDrain = (): void => this.resume?.();
+  /** Resumes undici once the client has drained: built on the first backpressure only. */
+  private onDrain: (() => void) | undefined = undefined;
 
   constructor(
     private readonly ctx: ForwardContext,
@@ -191,6 +192,7 @@ class Forward implements Dispatcher.DispatchHandler {
       } else sink.write(chunk);
     }
     if (ex.res.write(chunk)) return true;
+    this.onDrain ??= () => this.resume?.();
     ex.res.once('drain', this.onDrain);
     return false;
   }
