@@ -42,16 +42,17 @@ export function answerError(ex: Exchange, err: GatewayError): void {
 }
 
 /** The upstream failed (or the deadline passed): settle once, log, answer. */
-function failUpstream(
+export function failUpstream(
   ctx: ForwardContext,
   ex: Exchange,
   failure: UpstreamFailure,
   cause: unknown,
+  message = failure === DEADLINE ? 'upstream deadline passed' : 'upstream request failed',
 ): void {
   const kind = ex.res.headersSent ? 'cut-off' : failure.kind;
   if (!ex.settle(kind, failure.error, cause)) return;
   const e = cause as { code?: unknown; message?: unknown } | undefined;
-  ctx.logger.warn(failure === DEADLINE ? 'upstream deadline passed' : 'upstream request failed', {
+  ctx.logger.warn(message, {
     requestId: (ex.req as RoutedRequest).id,
     route: ex.route.info.name,
     service: ex.route.service,

@@ -93,7 +93,8 @@ function forwardedValue(ip: string, host: string | undefined, proto: string): st
   return `for=${forIp}${hostPart};proto=${proto}`;
 }
 
-function firstValue(value: string | string[] | undefined): string | undefined {
+/** The first comma-separated element of a header value, trimmed; undefined when empty. */
+export function firstValue(value: string | string[] | undefined): string | undefined {
   if (value === undefined) return undefined;
   const s = Array.isArray(value) ? value[0] : value;
   if (s === undefined) return undefined;

@@ -5,8 +5,8 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Target } from '@turnpike/core';
 import { Attempt, type Exchange } from './exchange';
-import { NO_TARGET, answerError, prepare, reject, type ForwardContext } from './forward';
-import { responseHeaders } from './headers';
+import { NO_TARGET, failUpstream, prepare, reject, type ForwardContext } from './forward';
+import { firstValue, responseHeaders } from './headers';
 import type { CompiledRoute } from './route';
 import type { CompiledService } from './service';
 import type { RoutedRequest } from './types';
@@ -32,10 +32,7 @@ function armConnectTimeout(socket: Socket, ms: number): void {
 
 /** The first token of an Upgrade header, lower case (`websocket`, `h2c` …). */
 function protocolOf(value: string | string[] | undefined): string {
-  const s = Array.isArray(value) ? value[0] : value;
-  if (s === undefined) return '';
-  const comma = s.indexOf(',');
-  return (comma === -1 ? s : s.slice(0, comma)).trim().toLowerCase();
+  return firstValue(value)?.toLowerCase() ?? '';
 }
 
 function onSocketError(this: Duplex): void {
@@ -54,18 +51,8 @@ export function upgrader(
   service: CompiledService,
   sockets: Set<Duplex>,
 ): (ex: Exchange) => void {
-  function fail(ex: Exchange, failure: UpstreamFailure, cause: unknown): void {
-    const kind = ex.res.headersSent ? 'cut-off' : failure.kind;
-    if (!ex.settle(kind, failure.error, cause)) return;
-    ctx.logger.warn('upstream handshake failed', {
-      requestId: (ex.req as RoutedRequest).id,
-      route: route.info.name,
-      service: route.service,
-      kind,
-      code: (cause as { code?: unknown } | undefined)?.code,
-    });
-    answerError(ex, failure.error);
-  }
+  const fail = (ex: Exchange, failure: UpstreamFailure, cause: unknown): void =>
+    failUpstream(ctx, ex, failure, cause, 'upstream handshake failed');
 
   /** The upstream declined the upgrade: its answer reaches the client as a plain response. */
   function onDeclined(ex: Exchange, proxyRes: IncomingMessage): void {
