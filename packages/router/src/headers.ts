@@ -83,7 +83,10 @@ const HOST = /^(?:(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})+|\[[0-9A-Fa-f:.]+\])(?::\
 
 /** True for a Host (or X-Forwarded-Host) value the gateway forwards. */
 export function validHost(host: string): boolean {
-  return HOST.test(host);
+  if (!HOST.test(host)) return false;
+  const colon = host.lastIndexOf(':');
+  // A port past 65535 names no server (an empty one is allowed, RFC 3986 §3.2.3).
+  return colon === -1 || host.endsWith(']') || Number(host.slice(colon + 1)) <= 65535;
 }
 
 /** What the gateway says about the client upstream (RFC 7239): addresses only, IPv6 quoted. */

@@ -14,6 +14,7 @@ import {
   responseHeaders,
   spellings,
   transformRequest,
+  validHost,
 } from '../src/headers';
 import { DEFAULTS } from '../src/options';
 import type { TrustProxy } from '../src/types';
@@ -610,5 +611,29 @@ describe('responseHeaders', () => {
   it('still removes hop-by-hop headers when a transform is given', () => {
     const t = compileTransform({ add: { 'X-A': '1' } });
     expect(responseHeaders(['Keep-Alive', 'timeout=5'], t)).toEqual(['x-a', '1']);
+  });
+});
+
+describe('validHost', () => {
+  it.each([
+    'gateway.test',
+    'gateway.test:8080',
+    'gateway.test:',
+    '10.0.0.1:65535',
+    '[::1]',
+    '[::1]:443',
+  ])('accepts %j', (host) => {
+    expect(validHost(host)).toBe(true);
+  });
+
+  it.each([
+    '',
+    'user@gateway.test',
+    'gateway.test/x',
+    '"gateway.test"',
+    'gateway.test:65536',
+    'a b',
+  ])('refuses %j', (host) => {
+    expect(validHost(host)).toBe(false);
   });
 });
