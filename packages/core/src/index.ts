@@ -6,7 +6,14 @@ export { sendProblem, toProblem, PROBLEM_CONTENT_TYPE } from './problem';
 export type { ProblemBody } from './problem';
 /** Types shared between packages. */
 export { silentLogger } from './types';
-export type { Logger, KeyValueStore, RequestWithId } from './types';
+export type {
+  AttemptEnd,
+  AttemptReport,
+  KeyValueStore,
+  Logger,
+  RequestWithId,
+  TargetPicker,
+} from './types';
 /** Options validation: checks that name the field path, the value and what was expected. */
 export {
   ConfigError,

@@ -10,7 +10,7 @@ export type TargetInput = string | { url: string; weight?: number };
 export interface Target {
   /** The URL as configured, e.g. `http://10.0.0.1:8000`. */
   readonly url: string;
-  /** Relative weight, for strategies that use it. Default 1. */
+  /** Relative weight, for strategies that use it; 0 drains the target (no new requests). Default 1. */
   readonly weight: number;
   readonly protocol: 'http:' | 'https:';
   /** Host name without brackets, e.g. `10.0.0.1` or `::1`. */
@@ -54,8 +54,12 @@ export function parseTarget(input: unknown, path: string): Target {
   if (parsed.username || parsed.password || parsed.search || parsed.hash) {
     throw new ConfigError(path, 'a URL without credentials, query or fragment', url, EXAMPLE);
   }
-  if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 1 || weight > 1000) {
-    throw new ConfigError(path.replace(/\.url$/, '.weight'), 'an integer from 1 to 1000', weight);
+  if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 1000) {
+    throw new ConfigError(
+      path.replace(/\.url$/, '.weight'),
+      'an integer from 0 (draining) to 1000',
+      weight,
+    );
   }
   const port = parsed.port ? Number(parsed.port) : parsed.protocol === 'https:' ? 443 : 80;
   const hostname = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;

@@ -80,7 +80,6 @@ describe('parseTarget', () => {
   });
 
   test.each<[string, unknown]>([
-    ['zero', 0],
     ['a negative number', -1],
     ['a fraction', 1.5],
     ['more than 1000', 1001],
@@ -89,10 +88,10 @@ describe('parseTarget', () => {
   ])('refuses a weight of %s, naming the weight', (_label, weight) => {
     const error = configErrorOf(() => parseTarget({ url: 'http://h', weight }, PATH));
     expect(error.path).toBe(`${PATH}.weight`);
-    expect(error.expected).toBe('an integer from 1 to 1000');
+    expect(error.expected).toBe('an integer from 0 (draining) to 1000');
   });
 
-  test.each([1, 1000])('accepts the weight bound %i', (weight) => {
+  test.each([0, 1000])('accepts the weight bound %i', (weight) => {
     expect(parseTarget({ url: 'http://h', weight }, PATH).weight).toBe(weight);
   });
 
