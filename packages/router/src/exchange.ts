@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import type { GatewayError, Target } from '@turnpike/core';
+import type { AttemptEnd, AttemptReport, GatewayError, Target, TargetPicker } from '@turnpike/core';
 import type { AttemptInfo, AttemptPhase, OutcomeKind } from './outcome';
 import type { CompiledRoute } from './route';
 import type { Snapshot } from './snapshot';
@@ -9,16 +9,28 @@ import type { ResponseTap, TapSink } from './tap';
 
 const EXCHANGE = Symbol('turnpike.exchange');
 
-/** One upstream call. The forwarder's undici handler carries it. */
+/** One upstream call. The forwarder's undici handler carries it; it is its own report to the picker. */
 export class Attempt implements AttemptInfo {
   phase: AttemptPhase = 'connecting';
   headAt = 0;
   bytesSent = 0;
   bytesReceived = 0;
   status = 0;
+  /** How it ended; undefined while it runs. */
+  end: AttemptEnd | undefined = undefined;
+  endedAt = 0;
   readonly startedAt = performance.now();
+  /** Aborts the call (undici's, once connected); undefined before. */
+  abort: ((err?: Error) => void) | undefined = undefined;
+  /** A retry's per-try timeout, while waiting for the head. */
+  timer: NodeJS.Timeout | undefined = undefined;
 
   constructor(readonly target: Target) {}
+
+  /** To the response head, or to the end when there was none. */
+  get latencyMs(): number {
+    return (this.headAt || this.endedAt || performance.now()) - this.startedAt;
+  }
 }
 
 /**
@@ -34,9 +46,23 @@ export class Exchange {
   state: ExchangeState = 'stages';
   /** The deadline, while forwarding. */
   timer: NodeJS.Timeout | undefined = undefined;
-  /** The upstream call in flight (or the last one). */
+  /** The upstream call that answers (the last started until a head wins). */
   attempt: Attempt | undefined = undefined;
-  /** Aborts the upstream call in flight. */
+  /** Every call of this request, in order, once there is more than one (else undefined). */
+  attempts: Attempt[] | undefined = undefined;
+  /** Calls running now. */
+  live = 0;
+  /** Retries and hedges sent. */
+  retries = 0;
+  hedges = 0;
+  /** A retry's backoff, or the next hedge. */
+  retryTimer: NodeJS.Timeout | undefined = undefined;
+  hedgeTimer: NodeJS.Timeout | undefined = undefined;
+  /** The body, when it can be sent again (none or buffered within the retry limit). */
+  replay: Buffer | null | undefined = undefined;
+  /** Hears when each call starts and ends (the service's balancer), if any. */
+  picker: TargetPicker | undefined = undefined;
+  /** Aborts the upstream call in flight (the WebSocket handshake's). */
   abort: ((err?: Error) => void) | undefined = undefined;
   /** A response tap a stage set for this request, and the sink it opened. */
   tap: ResponseTap | undefined = undefined;
@@ -70,6 +96,8 @@ export class Exchange {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    if (this.hedgeTimer !== undefined) clearTimeout(this.hedgeTimer);
     const attempt = this.attempt;
     if (attempt !== undefined) {
       // The phase stays where the call got to; only a call that ended well is 'done'.
@@ -79,6 +107,7 @@ export class Exchange {
         this.abort = undefined;
         abort?.();
       }
+      if (this.live !== 0) this.endLive(attempt, kind);
     }
     const sink = this.sink;
     if (sink !== undefined) {
@@ -87,6 +116,49 @@ export class Exchange {
     }
     this.snapshot.report(this, kind, error, cause);
     return true;
+  }
+
+  /** A call starts: it is the one that answers unless a head of another wins. */
+  begin(attempt: Attempt): void {
+    const prev = this.attempt;
+    if (prev !== undefined) (this.attempts ??= [prev]).push(attempt);
+    this.attempt = attempt;
+    this.live++;
+    this.picker?.attemptStarted?.(attempt.target);
+  }
+
+  /** A call ended: reported to the picker, once. */
+  finish(attempt: Attempt, end: AttemptEnd): void {
+    if (attempt.end !== undefined) return;
+    attempt.end = end;
+    attempt.endedAt = performance.now();
+    if (attempt.timer !== undefined) {
+      clearTimeout(attempt.timer);
+      attempt.timer = undefined;
+    }
+    this.live--;
+    this.picker?.attemptEnded?.(attempt.target, attempt as AttemptReport); // end is set
+  }
+
+  /** The tries so far, for the picker to skip. */
+  tried(): Target[] {
+    const list = this.attempts;
+    if (list === undefined) return this.attempt === undefined ? [] : [this.attempt.target];
+    return list.map((a) => a.target);
+  }
+
+  /** Ends the calls still running when the exchange settles: aborted, each reported once. */
+  private endLive(current: Attempt, kind: OutcomeKind): void {
+    const list = this.attempts ?? [current];
+    for (const a of list) {
+      if (a.end !== undefined) continue;
+      let e: AttemptEnd;
+      if (a === current)
+        e = kind === 'stage' || kind === 'rejected' || kind === 'handled' ? 'cancelled' : kind;
+      else e = kind === 'client-gone' || kind === 'timeout' ? kind : 'cancelled';
+      this.finish(a, e);
+      if (a !== current || a.phase !== 'done') a.abort?.();
+    }
   }
 }
 

@@ -1,22 +1,33 @@
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Dispatcher } from 'undici';
-import { GatewayError, sendProblem, type Logger, type Target } from '@turnpike/core';
+import {
+  GatewayError,
+  sendProblem,
+  type AttemptEnd,
+  type Logger,
+  type Target,
+} from '@turnpike/core';
 import { BodyLimitStream, parsedBody } from './body';
 import { Attempt, type Exchange } from './exchange';
 import { responseHeaders, transformRequest, type HeaderList } from './headers';
 import type { CompiledRoute } from './route';
 import type { CompiledService } from './service';
 import type { RoutedRequest } from './types';
-import { BAD_STATUS, DEADLINE, upstreamFailure, type UpstreamFailure } from './upstream-errors';
+import type { Listeners } from './outcome';
+import type { CompiledHedge } from './route';
+import type { HedgeEvent, RetryEvent } from './types';
+import {
+  BAD_STATUS,
+  DEADLINE,
+  PER_TRY,
+  upstreamFailure,
+  type UpstreamFailure,
+} from './upstream-errors';
 
 /** Answers built once: they carry nothing of the request. */
 const BODY_TOO_LARGE = new GatewayError('ERR_TURNPIKE_BODY_TOO_LARGE');
 const REQUEST_TIMEOUT = new GatewayError('ERR_TURNPIKE_REQUEST_TIMEOUT');
-/** No target to call: 503, try again in a second. */
-export const NO_TARGET = new GatewayError('ERR_TURNPIKE_NO_TARGET', {
-  headers: { 'retry-after': '1' },
-});
 const NONE: readonly Target[] = Object.freeze([]);
 
 /** What the forwarder needs of the router around it. */
@@ -24,6 +35,8 @@ export interface ForwardContext {
   readonly logger: Logger;
   /** Request bodies up to this many bytes are read whole before an upstream connection is taken. */
   readonly bufferBytes: number;
+  readonly retried: Listeners<RetryEvent>;
+  readonly hedged: Listeners<HedgeEvent>;
 }
 
 /** Whether the request carries a body (RFC 9112 §6.3: only Content-Length or Transfer-Encoding frame one). */
@@ -128,14 +141,15 @@ class Forward implements Dispatcher.DispatchHandler {
   constructor(
     private readonly ctx: ForwardContext,
     private readonly ex: Exchange,
+    private readonly service: CompiledService,
     private readonly attempt: Attempt,
   ) {}
 
   onConnect(abort: (err?: Error) => void): void {
-    const ex = this.ex;
-    if (ex.state === 'settled' || ex.attempt !== this.attempt) return abort();
-    ex.abort = abort;
-    this.attempt.phase = 'sent';
+    const attempt = this.attempt;
+    if (this.ex.state === 'settled' || attempt.end !== undefined) return abort();
+    attempt.abort = abort;
+    attempt.phase = 'sent';
   }
 
   onBodySent(chunk: Buffer | number): void {
@@ -144,25 +158,57 @@ class Forward implements Dispatcher.DispatchHandler {
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
     const ex = this.ex;
-    if (ex.state === 'settled') return false;
+    const attempt = this.attempt;
+    if (ex.state === 'settled' || attempt.end !== undefined) return false;
     // llhttp takes any three digits ("099"); undici hands it over, then asserts. (It refuses
     // four digits itself: a protocol error.)
     if (status < 100) {
-      failUpstream(this.ctx, ex, BAD_STATUS, new Error(`upstream status ${status}`));
+      attemptFailed(
+        this.ctx,
+        ex,
+        this.service,
+        attempt,
+        BAD_STATUS,
+        new Error(`upstream status ${status}`),
+      );
       return false;
     }
     if (status < 200) {
-      if (status !== 101) informational(ex, status, raw);
+      if (status !== 101 && ex.live === 1) informational(ex, status, raw);
       return true;
     }
-    const attempt = this.attempt;
     attempt.status = status;
     attempt.headAt = performance.now();
     attempt.phase = 'head';
+    if (attempt.timer !== undefined) {
+      clearTimeout(attempt.timer);
+      attempt.timer = undefined;
+    }
     if (codedResponse(raw)) {
-      failUpstream(this.ctx, ex, BAD_STATUS, new Error('upstream transfer coding refused'));
+      attemptFailed(
+        this.ctx,
+        ex,
+        this.service,
+        attempt,
+        BAD_STATUS,
+        new Error('upstream transfer coding refused'),
+      );
       return false;
     }
+    const retry = this.service.retry;
+    if (retry !== undefined && retry.statuses.has(status)) {
+      // Decided before the head is written: another try still running answers instead, or a retry.
+      if (ex.live > 1 || mayRetry(ex, this.service, 'status')) {
+        // Ended first: undici calls onError from abort(), and it must find the try over.
+        ex.finish(attempt, 'complete');
+        attempt.abort?.();
+        if (ex.live === 0) scheduleRetry(this.ctx, ex, this.service, attempt, 'status');
+        return false;
+      }
+    }
+    // The first head wins: every other try of the request is cancelled.
+    if (ex.live > 1) cancelOthers(ex, attempt);
+    ex.attempt = attempt;
     const req = ex.req as RoutedRequest;
     const res = ex.res;
     const id = req.id;
@@ -182,8 +228,8 @@ class Forward implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     const ex = this.ex;
-    if (ex.state === 'settled') return false;
     const attempt = this.attempt;
+    if (ex.state === 'settled' || attempt.end !== undefined) return false;
     attempt.bytesReceived += chunk.length;
     const sink = ex.sink;
     if (sink !== undefined) {
@@ -200,41 +246,192 @@ class Forward implements Dispatcher.DispatchHandler {
 
   onComplete(): void {
     const ex = this.ex;
-    if (ex.state === 'settled') return;
+    if (ex.state === 'settled' || this.attempt.end !== undefined) return;
     this.attempt.phase = 'done';
     ex.res.end();
     ex.settle('complete');
   }
 
   onError(err: Error): void {
-    if (this.ex.state === 'settled') return;
-    failUpstream(this.ctx, this.ex, upstreamFailure(err), err);
+    if (this.ex.state === 'settled' || this.attempt.end !== undefined) return;
+    attemptFailed(this.ctx, this.ex, this.service, this.attempt, upstreamFailure(err), err);
   }
 }
 
-/** Sends the request upstream with `body`: picks the target, opens the attempt, dispatches. */
-function dispatchAttempt(
+/** A head won: the other tries still running are aborted, and count as cancelled. */
+function cancelOthers(ex: Exchange, winner: Attempt): void {
+  for (const a of ex.attempts!) {
+    if (a === winner || a.end !== undefined) continue;
+    ex.finish(a, 'cancelled');
+    a.abort?.();
+  }
+}
+
+/** Whether a failed try may be retried: count, body, method and budget (the budget last: it is spent). */
+function mayRetry(ex: Exchange, service: CompiledService, end: AttemptEnd | 'status'): boolean {
+  const policy = service.retry;
+  if (policy === undefined || ex.retries >= policy.attempts || ex.replay === undefined)
+    return false;
+  const req = ex.req;
+  if (!policy.allows(end, req.method!, req.headers)) return false;
+  return service.budget.withdraw();
+}
+
+/**
+ * One try failed before the client got a head: another try still running answers; else a
+ * retry when the policy allows; else the failure is the answer. After the head: cut off.
+ */
+function attemptFailed(
+  ctx: ForwardContext,
+  ex: Exchange,
+  service: CompiledService,
+  attempt: Attempt,
+  failure: UpstreamFailure,
+  cause: unknown,
+): void {
+  if (ex.state === 'settled' || attempt.end !== undefined) return;
+  if (ex.res.headersSent) return failUpstream(ctx, ex, failure, cause);
+  ex.finish(attempt, failure.kind as AttemptEnd);
+  attempt.abort?.();
+  if (ex.live > 0) return;
+  if (mayRetry(ex, service, failure.kind as AttemptEnd)) {
+    return scheduleRetry(ctx, ex, service, attempt, failure.kind as AttemptEnd);
+  }
+  ex.attempt = attempt;
+  failUpstream(ctx, ex, failure, cause);
+}
+
+/** Waits the backoff, then sends the next try (to another target while untried ones remain). */
+function scheduleRetry(
+  ctx: ForwardContext,
+  ex: Exchange,
+  service: CompiledService,
+  failed: Attempt,
+  reason: AttemptEnd | 'status',
+): void {
+  const n = ++ex.retries;
+  const delayMs = service.retry!.delay(n);
+  if (ctx.retried.listening) {
+    ctx.retried.emit({
+      service: service.name,
+      route: ex.route.info,
+      req: ex.req,
+      target: failed.target,
+      reason,
+      status: reason === 'status' ? failed.status : 0,
+      retry: n,
+      delayMs,
+    });
+  }
+  ex.retryTimer = setTimeout(retryNow, delayMs, ctx, ex, service);
+  ex.retryTimer.unref();
+}
+
+function retryNow(ctx: ForwardContext, ex: Exchange, service: CompiledService): void {
+  ex.retryTimer = undefined;
+  if (ex.state === 'settled') return;
+  startAttempt(ctx, ex, service, ex.replay ?? null, false);
+}
+
+/** A try has had no head within the per-try timeout: it fails as a timeout (and may be retried). */
+function onPerTry(
+  ctx: ForwardContext,
+  ex: Exchange,
+  service: CompiledService,
+  attempt: Attempt,
+): void {
+  attempt.timer = undefined;
+  if (attempt.end !== undefined || attempt.headAt !== 0) return;
+  attemptFailed(ctx, ex, service, attempt, PER_TRY, new Error('per-try timeout'));
+}
+
+/** After `afterMs` without a head: one more try of a GET or HEAD, on a target not tried yet. */
+function onHedge(
+  ctx: ForwardContext,
+  ex: Exchange,
+  service: CompiledService,
+  hedge: CompiledHedge,
+): void {
+  ex.hedgeTimer = undefined;
+  if (ex.state === 'settled' || ex.live === 0 || ex.res.headersSent) return;
+  if (ex.hedges >= hedge.maxHedges) return;
+  if (!startAttempt(ctx, ex, service, ex.replay ?? null, true)) return;
+  const n = ++ex.hedges;
+  if (ctx.hedged.listening) {
+    ctx.hedged.emit({
+      service: service.name,
+      route: ex.route.info,
+      req: ex.req,
+      target: ex.attempt!.target,
+      hedge: n,
+    });
+  }
+  if (n < hedge.maxHedges) {
+    ex.hedgeTimer = setTimeout(onHedge, hedge.afterMs, ctx, ex, service, hedge);
+    ex.hedgeTimer.unref();
+  }
+}
+
+/**
+ * Sends one try of the request with `body`: picks the target, opens the attempt, dispatches.
+ * A hedge goes only to a target not tried yet, and only within the budget; false when none went.
+ */
+function startAttempt(
   ctx: ForwardContext,
   ex: Exchange,
   service: CompiledService,
   body: Buffer | BodyLimitStream | null,
-): void {
-  if (ex.state === 'settled') return;
+  hedge: boolean,
+): boolean {
+  if (ex.state === 'settled') return false;
   const req = ex.req;
   const h = req.headers;
-  const target = service.pick(req, NONE);
+  const tried = ex.attempt === undefined ? NONE : ex.tried();
+  const target = service.pick(req, tried);
+  if (hedge && (target === undefined || tried.includes(target) || !service.budget.withdraw())) {
+    return false;
+  }
   if (target === undefined) {
-    return reject(ex, NO_TARGET);
+    reject(ex, service.noTarget());
+    return false;
   }
   if (!service.preserveHost) h.host = target.host;
   const attempt = new Attempt(target);
-  ex.attempt = attempt;
+  ex.begin(attempt);
+  const perTry = service.retry?.perTryTimeoutMs;
+  if (perTry) {
+    attempt.timer = setTimeout(onPerTry, perTry, ctx, ex, service, attempt);
+    attempt.timer.unref();
+  }
   service
     .poolFor(target)
     .dispatch(
       { path: target.path + req.url!, method: req.method!, headers: h, body },
-      new Forward(ctx, ex, attempt),
+      new Forward(ctx, ex, service, attempt),
     );
+  return true;
+}
+
+/** The first try of a request: the budget counts it, the body is kept for a replay, a hedge is armed. */
+function dispatchFirst(
+  ctx: ForwardContext,
+  ex: Exchange,
+  service: CompiledService,
+  body: Buffer | BodyLimitStream | null,
+  hedge: CompiledHedge | undefined,
+): void {
+  if (ex.state === 'settled') return;
+  service.budget.deposit();
+  ex.picker = service.picker;
+  if (body === null || (Buffer.isBuffer(body) && body.length <= (service.retry?.bodyLimit ?? 0))) {
+    ex.replay = body;
+  }
+  if (!startAttempt(ctx, ex, service, body, false)) return;
+  const m = ex.req.method;
+  if (hedge !== undefined && ex.replay !== undefined && (m === 'GET' || m === 'HEAD')) {
+    ex.hedgeTimer = setTimeout(onHedge, hedge.afterMs, ctx, ex, service, hedge);
+    ex.hedgeTimer.unref();
+  }
 }
 
 /** The body too large while it was being read: 413, and the connection closes after it. */
@@ -249,7 +446,7 @@ function onBodyTooLarge(ex: Exchange): void {
  * socket. A body that grows past it is streamed, what was read first included.
  */
 function readBody(
-  ctx: ForwardContext,
+  bufferBytes: number,
   ex: Exchange,
   limit: number,
   send: (body: Buffer | BodyLimitStream) => void,
@@ -264,7 +461,7 @@ function readBody(
       return onBodyTooLarge(ex);
     }
     chunks.push(chunk);
-    if (size <= ctx.bufferBytes) return;
+    if (size <= bufferBytes) return;
     done();
     const stream = new BodyLimitStream(limit, ex, onBodyTooLarge);
     for (const c of chunks) stream.write(c);
@@ -312,6 +509,10 @@ export function forwarder(
   service: CompiledService,
 ): (ex: Exchange) => void {
   const limit = route.bodyLimit;
+  const hedge = route.hedge;
+  // A body a retry may replay is read whole, up to the retry limit when that is larger.
+  const retry = service.retry;
+  const bufferBytes = Math.max(ctx.bufferBytes, retry?.connectOnly === false ? retry.bodyLimit : 0);
   return function forward(ex) {
     const req = ex.req;
     const h = req.headers;
@@ -340,20 +541,20 @@ export function forwarder(
         return answerError(ex, err as GatewayError);
       }
       if (body.length > limit) return onBodyTooLarge(ex);
-      return dispatchAttempt(ctx, ex, service, body.length === 0 ? null : body);
+      return dispatchFirst(ctx, ex, service, body.length === 0 ? null : body, hedge);
     }
     const length = h['content-length'];
     if (!chunked && (length === undefined || length === '0')) {
-      return dispatchAttempt(ctx, ex, service, null);
+      return dispatchFirst(ctx, ex, service, null, hedge);
     }
-    if (!chunked && Number(length) > ctx.bufferBytes) {
+    if (!chunked && Number(length) > bufferBytes) {
       const stream = new BodyLimitStream(limit, ex, onBodyTooLarge);
       req.pipe(stream);
-      return dispatchAttempt(ctx, ex, service, stream);
+      return dispatchFirst(ctx, ex, service, stream, hedge);
     }
-    readBody(ctx, ex, limit, (body) => {
+    readBody(bufferBytes, ex, limit, (body) => {
       if (Buffer.isBuffer(body)) h['content-length'] = String(body.length);
-      dispatchAttempt(ctx, ex, service, body);
+      dispatchFirst(ctx, ex, service, body, hedge);
     });
   };
 }

@@ -28,8 +28,12 @@ export type { UpstreamFailure } from './upstream-errors';
 export type {
   AgentOptions,
   HeaderTransform,
+  HedgeEvent,
+  HedgeOptions,
   Middleware,
   ProxySettings,
+  RetryEvent,
+  RetryOptions,
   RouteInfo,
   RouteOptions,
   RouterExtensions,

@@ -20,7 +20,9 @@ import { compileRoute, type CompiledRoute } from './route';
 import type {
   AgentOptions,
   HeaderTransform,
+  HedgeOptions,
   ProxySettings,
+  RetryOptions,
   RouteOptions,
   RouterExtensions,
   RouterOptions,
@@ -102,12 +104,52 @@ const agentOptions = object<AgentOptions>({
   freeSocketTimeoutMs: ms(3_600_000),
 });
 
+const upstreamStatus = number({ min: 500, max: 599, integer: true });
+
+const backoff = object<NonNullable<RetryOptions['backoff']>>({
+  baseMs: ms(60_000),
+  maxMs: ms(600_000),
+});
+
+const retryShape = object<RetryOptions>({
+  attempts: number({ min: 1, max: 10, integer: true }),
+  statuses: array(upstreamStatus),
+  idempotencyKey: boolean,
+  bodyLimit: number({ min: 0, max: 64 * 1024 * 1024, integer: true }),
+  backoff: (v, p) => {
+    const b = backoff(v, p);
+    if ((b.maxMs ?? 250) < (b.baseMs ?? 25)) {
+      throw new ConfigError(
+        join(p, 'maxMs'),
+        `a time no shorter than baseMs (${b.baseMs ?? 25})`,
+        b.maxMs,
+      );
+    }
+    return b;
+  },
+  perTryTimeoutMs: ms(24 * 3_600_000),
+  budget: object<NonNullable<RetryOptions['budget']>>({
+    ratio: number({ min: 0, max: 1 }),
+    minPerSecond: number({ min: 0, max: 1_000_000 }),
+    windowMs: number({ min: 1000, max: 600_000, integer: true }),
+  }),
+});
+
+const retries: Check<RetryOptions | false> = (value, path) =>
+  value === false ? false : retryShape(value, path);
+
+const hedgeShape = object<HedgeOptions>(
+  { afterMs: ms(600_000), maxHedges: number({ min: 1, max: 5, integer: true }) },
+  ['afterMs'],
+);
+
 /** The proxy fields of a service; the gateway's service config reuses them. */
 export const proxySettingsShape: Shape<ProxySettings> = {
   timeoutMs: ms(24 * 3_600_000),
   connectTimeoutMs: ms(600_000),
   agent: agentOptions,
   preserveHost: boolean,
+  retries,
 };
 
 const targetSource: Check<ServiceOptions['target']> = (value, path) => {
@@ -116,7 +158,14 @@ const targetSource: Check<ServiceOptions['target']> = (value, path) => {
     parseTarget(value, path);
     return value;
   }
-  throw new ConfigError(path, 'a target URL or a function (req) => target', value);
+  if (typeof (value as { pick?: unknown } | null)?.pick === 'function') {
+    return value as ServiceOptions['target'];
+  }
+  throw new ConfigError(
+    path,
+    'a target URL, a function (req, tried) => target, or a picker { pick(req, tried) } such as a balancer',
+    value,
+  );
 };
 
 const PATTERN_SEGMENT = /^(?:[A-Za-z0-9\-._~!$&'()+,=@]|%[0-9A-F]{2})+$/;
@@ -203,6 +252,7 @@ const routeShape: Shape<RouteOptions> = {
   responseHeaders: headerTransform,
   bodyLimit: bytes,
   websocket: boolean,
+  hedge: (v, p) => (v === false ? false : hedgeShape(v, p)),
 };
 
 /** The shape with the keys extensions add; an extension may not redefine one of the router's. */

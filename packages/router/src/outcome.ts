@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { GatewayError, Target } from '@turnpike/core';
+import type { AttemptEnd, GatewayError, Target } from '@turnpike/core';
 import type { RouteInfo } from './types';
 
 /** Where an upstream call is: each step happens once, in this order. */
@@ -19,6 +19,8 @@ export interface AttemptInfo {
   readonly bytesReceived: number;
   /** How far the call got before it ended. */
   readonly phase: AttemptPhase;
+  /** How it ended, as its picker heard ('cancelled' for a hedge that lost); undefined while running. */
+  readonly end: AttemptEnd | undefined;
   /** The upstream's status, or 0 before the response head. */
   readonly status: number;
 }
@@ -72,8 +74,13 @@ export interface Outcome {
   readonly req: IncomingMessage;
   /** The status the client got (the upstream's, a stage's, or the gateway's problem); 0 when the router sent no head (the client left first, or the request was passed on). */
   readonly status: number;
-  /** The upstream call; undefined when none was made. */
+  /** The upstream call that answered (or the last one); undefined when none was made. */
   readonly attempt: AttemptInfo | undefined;
+  /** Every upstream call of the request, in order: retries and hedges included. */
+  readonly attempts: readonly AttemptInfo[];
+  /** Retries and hedges sent. */
+  readonly retries: number;
+  readonly hedges: number;
   /** The gateway error answered (or that ended the response), if any. */
   readonly error: GatewayError | undefined;
   /** The underlying failure (an undici or socket error), for logs. Never sent to the client. */
@@ -101,20 +108,23 @@ const FAILURES: ReadonlySet<OutcomeKind> = new Set<OutcomeKind>([
   'bad-status',
 ]);
 
-/** The outcome listeners of one router: costs one length check per request when there are none. */
-export class Outcomes {
-  private list: readonly OutcomeListener[] = [];
+/** Listeners of one kind of event: costs one length check per event when there are none. */
+export class Listeners<T> {
+  private list: readonly ((event: T) => void)[] = [];
 
-  constructor(private readonly onListenerError: (err: unknown) => void) {}
+  constructor(
+    private readonly onListenerError: (err: unknown) => void,
+    private readonly method = 'onOutcome',
+  ) {}
 
   get listening(): boolean {
     return this.list.length !== 0;
   }
 
   /** Subscribes; returns the disposer. */
-  on(listener: OutcomeListener): () => void {
+  on(listener: (event: T) => void): () => void {
     if (typeof listener !== 'function') {
-      throw new TypeError(`Turnpike: onOutcome() takes a function, got ${typeof listener}`);
+      throw new TypeError(`Turnpike: ${this.method}() takes a function, got ${typeof listener}`);
     }
     this.list = [...this.list, listener];
     let disposed = false;
@@ -126,14 +136,17 @@ export class Outcomes {
     };
   }
 
-  emit(outcome: Outcome): void {
+  emit(event: T): void {
     // A copy-on-write list: a listener that subscribes or disposes during emit is safe.
     for (const listener of this.list) {
       try {
-        listener(outcome);
+        listener(event);
       } catch (err) {
         this.onListenerError(err);
       }
     }
   }
 }
+
+/** The outcome listeners of one router. */
+export class Outcomes extends Listeners<Outcome> {}

@@ -14,10 +14,18 @@ export interface CompiledRoute extends TableRoute {
   readonly service: string | undefined;
   readonly handler: Middleware | undefined;
   readonly websocket: boolean;
+  /** Hedged GET and HEAD requests, if set. */
+  readonly hedge: CompiledHedge | undefined;
   readonly bodyLimit: number;
   readonly rewrite: Rewrite | undefined;
   readonly requestHeaders: CompiledTransform | undefined;
   readonly responseHeaders: CompiledTransform | undefined;
+}
+
+/** A route's hedging, defaults applied. */
+export interface CompiledHedge {
+  readonly afterMs: number;
+  readonly maxHedges: number;
 }
 
 /** A host pattern split once: the name (lower case, `*.` kept) and the port when given. */
@@ -201,6 +209,9 @@ export function compileRoute(
     service: route.service,
     handler: route.handler,
     websocket: route.websocket === true,
+    hedge: route.hedge
+      ? Object.freeze({ afterMs: route.hedge.afterMs, maxHedges: route.hedge.maxHedges ?? 1 })
+      : undefined,
     bodyLimit: limit === false ? Infinity : limit,
     allow: methods ? [...methods] : undefined, // undefined: every method
     allowsMethod: methods ? (m) => methods.has(m) : () => true,

@@ -4,9 +4,9 @@ import type { Duplex } from 'node:stream';
 import { silentLogger, type Logger } from '@turnpike/core';
 import { dispatch } from './dispatch';
 import { parseRouterOptions } from './options';
-import { Outcomes, type OutcomeListener } from './outcome';
+import { Listeners, Outcomes, type OutcomeListener } from './outcome';
 import { Snapshot } from './snapshot';
-import type { Middleware, RouteInfo, RouterOptions } from './types';
+import type { HedgeEvent, Middleware, RetryEvent, RouteInfo, RouterOptions } from './types';
 
 /** The router: an Express-compatible middleware plus WebSocket upgrades, outcomes, reload and shutdown. */
 export interface TurnpikeRouter extends Middleware {
@@ -20,6 +20,10 @@ export interface TurnpikeRouter extends Middleware {
    * nothing per request while no one listens.
    */
   onOutcome(listener: OutcomeListener): () => void;
+  /** Subscribes to retries (a failed try and the next on its way); returns the disposer. */
+  onRetry(listener: (event: RetryEvent) => void): () => void;
+  /** Subscribes to hedges sent; returns the disposer. */
+  onHedge(listener: (event: HedgeEvent) => void): () => void;
   /**
    * Replaces the routes, services and stages in one step: the new options are validated and
    * compiled first (a ConfigError leaves everything as it was); requests in flight finish on
@@ -45,8 +49,14 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
   const outcomes = new Outcomes((err) =>
     logger.error('outcome listener failed', { error: String(err) }),
   );
+  const onListenerError = (what: string) => (err: unknown) =>
+    logger.error(`${what} listener failed`, { error: String(err) });
+  const events = {
+    retried: new Listeners<RetryEvent>(onListenerError('retry'), 'onRetry'),
+    hedged: new Listeners<HedgeEvent>(onListenerError('hedge'), 'onHedge'),
+  };
   const sockets = new Set<Duplex>();
-  let current = new Snapshot(first, outcomes, logger, sockets);
+  let current = new Snapshot(first, outcomes, logger, sockets, events);
   let infos = Object.freeze(current.routes.map((r) => r.info));
   /** Snapshots a reload replaced whose requests are still in flight. */
   const retiring = new Set<Snapshot>();
@@ -68,11 +78,13 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
   };
 
   router.onOutcome = (listener) => outcomes.on(listener);
+  router.onRetry = (listener) => events.retried.on(listener);
+  router.onHedge = (listener) => events.hedged.on(listener);
 
   router.reload = async function reload(next) {
     if (closed) throw new Error('Turnpike: reload() after close()');
     const parsed = parseRouterOptions({ ...next, logger: first.logger, extensions });
-    const snapshot = new Snapshot(parsed, outcomes, logger, sockets);
+    const snapshot = new Snapshot(parsed, outcomes, logger, sockets, events);
     const old = current;
     current = snapshot;
     infos = Object.freeze(snapshot.routes.map((r) => r.info));

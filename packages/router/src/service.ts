@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import { Pool } from 'undici';
-import { parseTarget, type Target } from '@turnpike/core';
+import { GatewayError, parseTarget, type Target, type TargetPicker } from '@turnpike/core';
 import { DEFAULTS } from './options';
+import { RETRY_DEFAULTS, RetryBudget, compileRetries, type RetryPolicy } from './retry';
 import type { ServiceOptions } from './types';
 
 /** Picks a target for one attempt; `tried` lists the targets earlier attempts of this request used. */
@@ -11,6 +12,14 @@ export type Pick = (req: IncomingMessage, tried: readonly Target[]) => Target | 
 export interface CompiledService {
   readonly name: string;
   readonly pick: Pick;
+  /** The picker that hears of each attempt (a balancer), if the target source is one. */
+  readonly picker: TargetPicker | undefined;
+  /** Retries: the default (connect failures once), the configured policy, or none. */
+  readonly retry: RetryPolicy | undefined;
+  /** What retries and hedges draw on. */
+  readonly budget: RetryBudget;
+  /** The 503 when no target is usable, with the picker's Retry-After. */
+  noTarget(): GatewayError;
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly preserveHost: boolean;
@@ -39,18 +48,48 @@ export function compileService(name: string, s: ServiceOptions): CompiledService
   let closed = false;
 
   let pick: Pick;
-  if (typeof s.target === 'string') {
-    const fixed = parseTarget(s.target, `services.${name}.target`);
+  let picker: TargetPicker | undefined;
+  const source = s.target;
+  if (typeof source === 'string') {
+    const fixed = parseTarget(source, `services.${name}.target`);
     pick = function fixedTarget() {
       return fixed;
     };
+  } else if (typeof source === 'function') {
+    pick = source;
   } else {
-    pick = s.target;
+    picker = source;
+    pick = source.pick.bind(source);
   }
+  const retry = compileRetries(s.retries);
+  const b = (s.retries || undefined)?.budget;
+  const budget =
+    retry?.budget ??
+    new RetryBudget(
+      b?.ratio ?? RETRY_DEFAULTS.ratio,
+      b?.minPerSecond ?? RETRY_DEFAULTS.minPerSecond,
+      b?.windowMs ?? RETRY_DEFAULTS.windowMs,
+    );
+  const noTargets = new Map<number, GatewayError>();
+  const retryAfter = picker?.retryAfter?.bind(picker);
 
   return {
     name,
     pick,
+    picker,
+    retry,
+    budget,
+    noTarget() {
+      const seconds = retryAfter === undefined ? 1 : Math.max(1, Math.ceil(retryAfter()));
+      let err = noTargets.get(seconds);
+      if (err === undefined) {
+        err = new GatewayError('ERR_TURNPIKE_NO_TARGET', {
+          headers: { 'retry-after': String(seconds) },
+        });
+        if (noTargets.size < 64) noTargets.set(seconds, err);
+      }
+      return err;
+    },
     timeoutMs: s.timeoutMs ?? DEFAULTS.timeoutMs,
     connectTimeoutMs: s.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
     preserveHost: s.preserveHost ?? DEFAULTS.preserveHost,

@@ -23,6 +23,7 @@ export interface RouteChains {
 /** A stage with a `close()`: called when its snapshot is retired or the router closes. */
 type Closable = Middleware & { close?: () => unknown };
 
+const NO_ATTEMPTS: readonly never[] = Object.freeze([]);
 const ROUTE_NOT_FOUND = new GatewayError('ERR_TURNPIKE_ROUTE_NOT_FOUND');
 
 /** Runs a stage of the router's own on the request's exchange. */
@@ -60,13 +61,14 @@ export class Snapshot {
     private readonly outcomes: Outcomes,
     private readonly logger: Logger,
     sockets: Set<Duplex>,
+    events: Pick<ForwardContext, 'retried' | 'hedged'>,
   ) {
     this.hygiene = createHygiene(options);
     const services = new Map<string, CompiledService>();
     for (const [name, s] of Object.entries(options.services))
       services.set(name, compileService(name, s));
     this.services = services;
-    const ctx: ForwardContext = { logger, bufferBytes: options.requestBuffer };
+    const ctx: ForwardContext = { logger, bufferBytes: options.requestBuffer, ...events };
     const onError = (req: RoutedRequest, res: ServerResponse, err: unknown): void =>
       this.onRouteError(req, res, err);
     const onExit = (req: RoutedRequest, res: ServerResponse): void => this.onExit(req, res);
@@ -143,6 +145,9 @@ export class Snapshot {
                 ? 0
                 : error.status,
         attempt: ex.attempt,
+        attempts: ex.attempts ?? (ex.attempt === undefined ? NO_ATTEMPTS : [ex.attempt]),
+        retries: ex.retries,
+        hedges: ex.hedges,
         error,
         cause,
         durationMs: performance.now() - ex.startedAt,

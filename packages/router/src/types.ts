@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Logger, Target } from '@turnpike/core';
+import type { AttemptEnd, Logger, Target, TargetPicker } from '@turnpike/core';
 
 /** An Express-style middleware; a per-route stage has this shape. */
 export type Middleware = (
@@ -9,11 +9,75 @@ export type Middleware = (
 ) => void;
 
 /**
- * Picks the upstream target for one attempt: a URL string, or a function (e.g. a balancer's
- * `pick`) that gets the targets earlier attempts of this request used, to skip them on a retry.
+ * Picks the upstream target for one attempt: a URL string; a function that gets the targets
+ * earlier attempts of this request used, to skip them on a retry; or a {@link TargetPicker}
+ * (a balancer), which also hears when each attempt starts and ends.
  */
 export type TargetSource =
-  string | ((req: IncomingMessage, tried: readonly Target[]) => Target | undefined);
+  string | ((req: IncomingMessage, tried: readonly Target[]) => Target | undefined) | TargetPicker;
+
+/**
+ * Retries of a service. Whatever is set, a try is retried only when the client has had no
+ * byte of the response, the request body can be sent again (none, or buffered within
+ * `bodyLimit`), the total deadline has time left, and the retry budget allows it. A try that
+ * failed before any byte of the request was sent (refused, DNS, connect timeout) is retried
+ * for any method; after bytes were sent only idempotent methods are (GET, HEAD, OPTIONS, PUT,
+ * DELETE, TRACE), and others that carry an `Idempotency-Key` when `idempotencyKey` is set.
+ */
+export interface RetryOptions {
+  /** Retries after the first try. Default 2. */
+  attempts?: number;
+  /** Upstream statuses retried (when the method allows it), decided before the head is written. Default [502, 503, 504]. */
+  statuses?: readonly number[];
+  /** Retry non-idempotent requests that carry an `Idempotency-Key` header. Default false. */
+  idempotencyKey?: boolean;
+  /** Largest request body replayed, in bytes; larger bodies stream once and are not retried. Default 65536. */
+  bodyLimit?: number;
+  /** Exponential backoff with full jitter: a random wait up to min(maxMs, baseMs × 2^(n-1)) before retry n. Default { baseMs: 25, maxMs: 250 }. */
+  backoff?: { baseMs?: number; maxMs?: number };
+  /** A try with no response head after this many ms fails as a timeout (and may be retried). Default: none (the total deadline only). */
+  perTryTimeoutMs?: number;
+  /**
+   * Retries and hedges of the service stay within `ratio` × its requests over the last
+   * `windowMs`, plus `minPerSecond` × the window's seconds. Default { ratio: 0.2, minPerSecond: 5, windowMs: 10000 }.
+   */
+  budget?: { ratio?: number; minPerSecond?: number; windowMs?: number };
+}
+
+/** Hedged requests of a route: GET and HEAD only. */
+export interface HedgeOptions {
+  /** A second try goes to another target when the first has no response head after this many ms. Required. */
+  afterMs: number;
+  /** Most extra tries in flight with the first, each after another `afterMs`. Default 1. */
+  maxHedges?: number;
+}
+
+/** A try failed and another is on its way (after `delayMs`). */
+export interface RetryEvent {
+  readonly service: string;
+  readonly route: RouteInfo;
+  readonly req: IncomingMessage;
+  /** The target that failed. */
+  readonly target: Target;
+  /** How the try failed; `status` names an upstream status in `retries.statuses`. */
+  readonly reason: AttemptEnd | 'status';
+  /** The upstream status with reason `status`, else 0. */
+  readonly status: number;
+  /** Which retry this is: 1 for the first. */
+  readonly retry: number;
+  readonly delayMs: number;
+}
+
+/** A hedge was sent. */
+export interface HedgeEvent {
+  readonly service: string;
+  readonly route: RouteInfo;
+  readonly req: IncomingMessage;
+  /** The target of the hedge. */
+  readonly target: Target;
+  /** Which hedge of the request this is: 1 for the first. */
+  readonly hedge: number;
+}
 
 /** Header changes applied on the way through. Names are case-insensitive. */
 export interface HeaderTransform {
@@ -49,6 +113,12 @@ export interface ProxySettings {
   agent?: AgentOptions;
   /** Send the client's `Host` upstream instead of the target's. Default false. */
   preserveHost?: boolean;
+  /**
+   * Retries, or false for none. Default (unset): one retry of a try that failed before any
+   * byte was sent (refused, DNS, connect timeout), on another target, for any method; see
+   * {@link RetryOptions}.
+   */
+  retries?: RetryOptions | false;
 }
 
 /** A service as the router sees it: where to send requests and how. */
@@ -93,6 +163,8 @@ export interface RouteOptions {
   bodyLimit?: number | false;
   /** Accept WebSocket upgrades on this route. Default false. */
   websocket?: boolean;
+  /** Hedged requests (GET and HEAD), or false. Default: none. */
+  hedge?: HedgeOptions | false;
 }
 
 /** Which proxies in front of the gateway are trusted for `X-Forwarded-*`. */

@@ -17,6 +17,8 @@ const entry = (kind: OutcomeKind, error: GatewayError): UpstreamFailure =>
 
 /** The deadline of the service passed. */
 export const DEADLINE: UpstreamFailure = entry('timeout', TIMED_OUT);
+/** A retry's per-try timeout passed before the head: a timeout of that try. */
+export const PER_TRY: UpstreamFailure = entry('timeout', TIMED_OUT);
 /** A status or coding the gateway does not forward. */
 export const BAD_STATUS: UpstreamFailure = entry('bad-status', FAILED);
 /** The connection broke. */

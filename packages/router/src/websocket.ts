@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Target } from '@turnpike/core';
 import { Attempt, type Exchange } from './exchange';
-import { NO_TARGET, failUpstream, prepare, reject, type ForwardContext } from './forward';
+import { failUpstream, prepare, reject, type ForwardContext } from './forward';
 import { firstValue, responseHeaders } from './headers';
 import type { CompiledRoute } from './route';
 import type { CompiledService } from './service';
@@ -133,12 +133,13 @@ export function upgrader(
     prepare(ctx, ex, service.timeoutMs);
     const target = service.pick(req, NONE);
     if (target === undefined) {
-      return reject(ex, NO_TARGET);
+      return reject(ex, service.noTarget());
     }
     const h = req.headers;
     if (!service.preserveHost) h.host = target.host;
     const attempt = new Attempt(target);
-    ex.attempt = attempt;
+    ex.picker = service.picker;
+    ex.begin(attempt);
     const proxyReq: ClientRequest = (target.protocol === 'https:' ? https : http).request({
       hostname: target.hostname,
       port: target.port,
