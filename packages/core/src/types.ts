@@ -30,15 +30,16 @@ export type RequestWithId = IncomingMessage & { id?: string };
 
 /**
  * How one upstream attempt ended, as the router reports it to a {@link TargetPicker}:
- * - `complete`: the response arrived whole (any status: the picker judges `status`);
+ * - `complete`: the response head arrived (any status: the picker judges `status`) and the
+ *   response went to the client whole, or was dropped because its status is retried;
  * - `cut-off`: the response head arrived, the body ended early;
  * - `refused`, `dns`, `connect-timeout`: no connection (no byte of the request was sent);
  * - `reset`: the connection broke before the response head;
  * - `timeout`: no response head within the deadline (the total one, or a retry's per-try one);
  * - `protocol`, `bad-status`: the answer was not HTTP the gateway forwards;
  * - `upgraded`: a WebSocket handshake succeeded;
- * - `cancelled`: the router stopped it (a hedge lost, a retry's status was refused): neither
- *   a success nor a failure of the target;
+ * - `cancelled`: the router stopped it (a hedge lost to another try's head, or the request
+ *   ended another way first): neither a success nor a failure of the target;
  * - `client-gone`: the client left first: neither a success nor a failure of the target.
  */
 export type AttemptEnd =
