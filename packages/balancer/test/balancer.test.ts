@@ -1,34 +1,184 @@
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
-import type { Target } from '@turnpike/core';
+import type { AttemptReport, Target } from '@turnpike/core';
 import {
+  balancerShape,
   createBalancer,
   parseTargets,
-  roundRobin,
-  strategies,
   type Balancer,
+  type BalancerOptions,
+  type Member,
   type StrategyFactory,
-  type StrategyName,
 } from '@turnpike/balancer';
 import { configErrorOf } from '../../../test/helpers/expectations';
 
-/** A request object for pick(); round-robin does not look at it. */
 function newRequest(): IncomingMessage {
   return new IncomingMessage(new Socket());
 }
 
-function picks(balancer: Balancer, n: number): (string | undefined)[] {
+const req = newRequest();
+
+function picks(
+  balancer: Balancer,
+  n: number,
+  tried: readonly Target[] = [],
+): (string | undefined)[] {
   const out: (string | undefined)[] = [];
-  for (let i = 0; i < n; i++) out.push(balancer.pick(newRequest())?.url);
+  for (let i = 0; i < n; i++) out.push(balancer.pick(req, tried)?.url);
   return out;
 }
 
-describe('createBalancer', () => {
-  it('refuses an unknown option key, naming it', () => {
+const complete = (status: number, latencyMs = 5): AttemptReport => ({
+  end: 'complete',
+  status,
+  latencyMs,
+});
+
+const open: Balancer[] = [];
+function balancerOf(options: BalancerOptions, path?: string): Balancer {
+  const b = createBalancer(options, path);
+  open.push(b);
+  return b;
+}
+afterEach(() => {
+  for (const b of open.splice(0)) b.close();
+});
+
+describe('createBalancer: options', () => {
+  const cases: [string, Record<string, unknown>, string][] = [
+    ['an unknown key', { stratgy: 'p2c' }, 'balancer.stratgy'],
+    ['an empty name', { name: '' }, 'balancer.name'],
+    ['an unknown strategy', { strategy: 'fastest' }, 'balancer.strategy'],
+    ['a non-boolean panic', { panic: 'yes' }, 'balancer.panic'],
+    ['a healthCheck without path', { healthCheck: {} }, 'balancer.healthCheck.path'],
+    ['a relative health path', { healthCheck: { path: 'health' } }, 'balancer.healthCheck.path'],
+    [
+      'an unknown healthCheck key',
+      { healthCheck: { path: '/h', interval: 5 } },
+      'balancer.healthCheck.interval',
+    ],
+    [
+      'intervalMs 0',
+      { healthCheck: { path: '/h', intervalMs: 0 } },
+      'balancer.healthCheck.intervalMs',
+    ],
+    [
+      'a fractional intervalMs',
+      { healthCheck: { path: '/h', intervalMs: 10.5 } },
+      'balancer.healthCheck.intervalMs',
+    ],
+    [
+      'timeoutMs 0',
+      { healthCheck: { path: '/h', timeoutMs: 0 } },
+      'balancer.healthCheck.timeoutMs',
+    ],
+    [
+      'timeoutMs above intervalMs',
+      { healthCheck: { path: '/h', intervalMs: 100, timeoutMs: 200 } },
+      'balancer.healthCheck.timeoutMs',
+    ],
+    [
+      'timeoutMs above the default intervalMs',
+      { healthCheck: { path: '/h', timeoutMs: 6000 } },
+      'balancer.healthCheck.timeoutMs',
+    ],
+    [
+      'healthyThreshold 0',
+      { healthCheck: { path: '/h', healthyThreshold: 0 } },
+      'balancer.healthCheck.healthyThreshold',
+    ],
+    [
+      'unhealthyThreshold 0',
+      { healthCheck: { path: '/h', unhealthyThreshold: 0 } },
+      'balancer.healthCheck.unhealthyThreshold',
+    ],
+    [
+      'an expectStatus of 99',
+      { healthCheck: { path: '/h', expectStatus: [200, 99] } },
+      'balancer.healthCheck.expectStatus[1]',
+    ],
+    [
+      'an empty expectStatus list',
+      { healthCheck: { path: '/h', expectStatus: [] } },
+      'balancer.healthCheck.expectStatus',
+    ],
+    [
+      'an expectStatus range above 599',
+      { healthCheck: { path: '/h', expectStatus: { min: 200, max: 600 } } },
+      'balancer.healthCheck.expectStatus.max',
+    ],
+    [
+      'an expectStatus range upside down',
+      { healthCheck: { path: '/h', expectStatus: { min: 300, max: 200 } } },
+      'balancer.healthCheck.expectStatus.max',
+    ],
+    [
+      'a POST check',
+      { healthCheck: { path: '/h', method: 'POST' } },
+      'balancer.healthCheck.method',
+    ],
+    [
+      'a bad header name',
+      { healthCheck: { path: '/h', headers: { 'bad name': 'x' } } },
+      'balancer.healthCheck.headers.bad name',
+    ],
+    [
+      'a header value with CRLF',
+      { healthCheck: { path: '/h', headers: { 'x-a': 'b\r\nx-evil: 1' } } },
+      'balancer.healthCheck.headers.x-a',
+    ],
+    [
+      'a non-string header value',
+      { healthCheck: { path: '/h', headers: { 'x-a': 1 } } },
+      'balancer.healthCheck.headers.x-a',
+    ],
+    ['outlier true', { outlier: true }, 'balancer.outlier'],
+    ['an unknown outlier key', { outlier: { failures: 3 } }, 'balancer.outlier.failures'],
+    [
+      'consecutiveFailures 0',
+      { outlier: { consecutiveFailures: 0 } },
+      'balancer.outlier.consecutiveFailures',
+    ],
+    ['a 4xx outlier status', { outlier: { statuses: [500, 429] } }, 'balancer.outlier.statuses[1]'],
+    ['an outlier status 600', { outlier: { statuses: [600] } }, 'balancer.outlier.statuses[0]'],
+    ['baseEjectionMs 0', { outlier: { baseEjectionMs: 0 } }, 'balancer.outlier.baseEjectionMs'],
+    ['maxEjectionMs 0', { outlier: { maxEjectionMs: 0 } }, 'balancer.outlier.maxEjectionMs'],
+    [
+      'maxEjectionMs below baseEjectionMs',
+      { outlier: { baseEjectionMs: 1000, maxEjectionMs: 500 } },
+      'balancer.outlier.maxEjectionMs',
+    ],
+    [
+      'maxEjectionPercent above 100',
+      { outlier: { maxEjectionPercent: 101 } },
+      'balancer.outlier.maxEjectionPercent',
+    ],
+    [
+      'a negative maxEjectionPercent',
+      { outlier: { maxEjectionPercent: -1 } },
+      'balancer.outlier.maxEjectionPercent',
+    ],
+    ['an empty target list', { targets: [] }, 'balancer.targets'],
+    ['a bad target', { targets: ['http://a', 'ftp://b'] }, 'balancer.targets[1]'],
+    ['a bad weight', { targets: [{ url: 'http://a', weight: -1 }] }, 'balancer.targets[0].weight'],
+  ];
+  it.each(cases)('refuses %s, naming the field', (_label, extra, path) => {
+    const error = configErrorOf(() => createBalancer({ targets: ['http://a'], ...extra }));
+    expect(error.path).toBe(path);
+  });
+
+  it('names fields below the path it is given', () => {
     const error = configErrorOf(() =>
-      createBalancer({ targets: ['http://a'], stratgy: 'round-robin' } as never),
+      createBalancer(
+        { targets: ['http://a'], healthCheck: { path: '/h', intervalMs: -1 } },
+        'services.users',
+      ),
     );
-    expect(error.path).toBe('balancer.stratgy');
+    expect(error.path).toBe('services.users.healthCheck.intervalMs');
+  });
+
+  it('refuses options that are not an object', () => {
+    expect(configErrorOf(() => createBalancer(null as never)).path).toBe('balancer');
   });
 
   it('refuses a strategy factory that returns no pick()', () => {
@@ -38,176 +188,418 @@ describe('createBalancer', () => {
     expect(error.path).toBe('balancer.strategy');
   });
 
-  it('picks the targets in turn, round-robin, by default', () => {
-    const balancer = createBalancer({ targets: ['http://a', 'http://b', 'http://c'] });
-    expect(picks(balancer, 7)).toEqual([
-      'http://a',
-      'http://b',
-      'http://c',
-      'http://a',
-      'http://b',
-      'http://c',
-      'http://a',
-    ]);
-  });
-
-  it('picks the same order with the strategy named "round-robin"', () => {
-    const balancer = createBalancer({
-      targets: ['http://a', 'http://b'],
-      strategy: 'round-robin',
-    });
-    expect(picks(balancer, 4)).toEqual(['http://a', 'http://b', 'http://a', 'http://b']);
-  });
-
-  it('always picks the only target of a one-target service', () => {
-    const balancer = createBalancer({ targets: ['http://only'] });
-    expect(picks(balancer, 3)).toEqual(['http://only', 'http://only', 'http://only']);
-  });
-
-  it('ignores weights in round-robin', () => {
-    const balancer = createBalancer({
-      targets: [{ url: 'http://heavy', weight: 5 }, 'http://light'],
-    });
-    expect(picks(balancer, 4)).toEqual([
-      'http://heavy',
-      'http://light',
-      'http://heavy',
-      'http://light',
-    ]);
-  });
-
-  it('keeps a separate rotation per balancer', () => {
-    const first = createBalancer({ targets: ['http://a', 'http://b'] });
-    const second = createBalancer({ targets: ['http://a', 'http://b'] });
-    first.pick(newRequest());
-    expect(second.pick(newRequest())?.url).toBe('http://a');
-  });
-
-  it('exposes the parsed targets', () => {
-    const balancer = createBalancer({
-      targets: ['https://a', { url: 'http://b:81/v1', weight: 2 }],
-    });
-    expect(balancer.targets.map((t) => [t.host, t.path, t.weight])).toEqual([
-      ['a', '', 1],
-      ['b:81', '/v1', 2],
-    ]);
-  });
-
-  it('freezes its target list', () => {
-    const balancer = createBalancer({ targets: ['http://a'] });
-    expect(Object.isFrozen(balancer.targets)).toBe(true);
-  });
-
-  it('is named "service" by default', () => {
-    expect(createBalancer({ targets: ['http://a'] }).name).toBe('service');
-  });
-
-  it('keeps the name it is given', () => {
-    expect(createBalancer({ name: 'users', targets: ['http://a'] }).name).toBe('users');
-  });
-
-  it('builds a custom strategy factory once over the parsed targets', () => {
-    const seen: (readonly Target[])[] = [];
-    const factory: StrategyFactory = (targets) => {
-      seen.push(targets);
-      return { pick: () => targets[targets.length - 1] };
-    };
-    createBalancer({ targets: ['http://a', 'http://b:9000'], strategy: factory });
-    expect(seen).toHaveLength(1);
-    expect(seen[0]!.map((t) => t.host)).toEqual(['a', 'b:9000']);
-  });
-
-  it('answers pick() with the custom strategy’s choice', () => {
-    const factory: StrategyFactory = (targets) => ({ pick: () => targets[1] });
-    const balancer = createBalancer({ targets: ['http://a', 'http://b'], strategy: factory });
-    expect(picks(balancer, 3)).toEqual(['http://b', 'http://b', 'http://b']);
-  });
-
-  it('passes the request to the custom strategy', () => {
-    const received: IncomingMessage[] = [];
-    const factory: StrategyFactory = (targets) => ({
-      pick: (req) => {
-        received.push(req);
-        return targets[0];
+  it('accepts every option at once, and a timeoutMs equal to intervalMs', () => {
+    const b = balancerOf({
+      name: 'users',
+      targets: ['http://127.0.0.1:1'],
+      strategy: { hash: { header: 'x-user' } },
+      healthCheck: {
+        path: '/health',
+        intervalMs: 1000,
+        timeoutMs: 1000,
+        healthyThreshold: 1,
+        unhealthyThreshold: 1,
+        expectStatus: { min: 200, max: 204 },
+        method: 'HEAD',
+        headers: { host: 'users.internal', 'x-probe': '1' },
       },
+      outlier: {
+        consecutiveFailures: 2,
+        statuses: [503],
+        baseEjectionMs: 10,
+        maxEjectionMs: 10,
+        maxEjectionPercent: 100,
+      },
+      panic: true,
     });
-    const balancer = createBalancer({ targets: ['http://a'], strategy: factory });
-    const req = newRequest();
-    balancer.pick(req);
-    expect(received).toHaveLength(1);
-    expect(received[0]).toBe(req);
+    expect(b.name).toBe('users');
   });
 
-  it('answers undefined when the custom strategy has no target', () => {
-    const factory: StrategyFactory = () => ({ pick: () => undefined });
-    const balancer = createBalancer({ targets: ['http://a'], strategy: factory });
-    expect(balancer.pick(newRequest())).toBeUndefined();
-  });
-
-  test.each<[string, unknown]>([
-    ['an unknown name', 'random'],
-    ['a differently spelled name', 'roundrobin'],
-    ['an inherited property name', 'constructor'],
-    ['__proto__', '__proto__'],
-    ['a number', 1],
-    ['null', null],
-  ])('refuses %s as a strategy, naming the path', (_label, strategy) => {
-    const error = configErrorOf(() =>
-      createBalancer(
-        { targets: ['http://a'], strategy: strategy as StrategyName },
-        'services.users',
-      ),
-    );
-    expect(error.path).toBe('services.users.strategy');
-    expect(error.message).toContain('services.users.strategy');
-    expect(error.message).toContain('round-robin');
-  });
-
-  it('names the default path "balancer" in its errors', () => {
-    const error = configErrorOf(() =>
-      createBalancer({ targets: ['http://a'], strategy: 'random' as StrategyName }),
-    );
-    expect(error.path).toBe('balancer.strategy');
-  });
-
-  it('refuses an empty target list, naming the path', () => {
-    const error = configErrorOf(() => createBalancer({ targets: [] }, 'services.users'));
-    expect(error.path).toBe('services.users.targets');
-  });
-
-  it('refuses a bad target, naming its index', () => {
-    const error = configErrorOf(() =>
-      createBalancer({ targets: ['http://a', 'ftp://b'] }, 'services.users'),
-    );
-    expect(error.path).toBe('services.users.targets[1]');
-  });
-
-  it('refuses options that are not an object', () => {
-    const error = configErrorOf(() =>
-      createBalancer(null as unknown as { targets: string[] }, 'services.users'),
-    );
-    expect(error.path).toBe('services.users');
+  it('accepts outlier: false', () => {
+    const b = balancerOf({ targets: ['http://a'], outlier: false });
+    expect(b.pick(req)?.url).toBe('http://a');
   });
 });
 
-describe('roundRobin', () => {
-  it('answers undefined for an empty target list', () => {
-    expect(roundRobin([]).pick(newRequest())).toBeUndefined();
+describe('balancerShape', () => {
+  it('checks each balancing key on its own, naming the path it is given', () => {
+    expect(configErrorOf(() => balancerShape.strategy('nope', 'services.a.balancer')).path).toBe(
+      'services.a.balancer',
+    );
+    expect(
+      configErrorOf(() => balancerShape.healthCheck({ path: '/h', method: 'PUT' }, 'x.hc')).path,
+    ).toBe('x.hc.method');
+    expect(
+      configErrorOf(() => balancerShape.outlier({ maxEjectionPercent: 200 }, 'x.o')).path,
+    ).toBe('x.o.maxEjectionPercent');
+    expect(configErrorOf(() => balancerShape.panic(1, 'x.panic')).path).toBe('x.panic');
   });
 
-  it('is the strategy named "round-robin"', () => {
-    expect(strategies['round-robin']).toBe(roundRobin);
+  it('fills in the defaults', () => {
+    expect(balancerShape.healthCheck({ path: '/health' }, 'hc')).toEqual({
+      path: '/health',
+      intervalMs: 5000,
+      timeoutMs: 2000,
+      healthyThreshold: 2,
+      unhealthyThreshold: 3,
+      expectStatus: { min: 200, max: 399 },
+      method: 'GET',
+      headers: {},
+    });
+    expect(balancerShape.healthCheck({ path: '/h', intervalMs: 500 }, 'hc')).toMatchObject({
+      intervalMs: 500,
+      timeoutMs: 500,
+    });
+    expect(balancerShape.outlier({}, 'o')).toEqual({
+      consecutiveFailures: 5,
+      statuses: [500, 502, 503, 504],
+      baseEjectionMs: 30000,
+      maxEjectionMs: 300000,
+      maxEjectionPercent: 50,
+    });
+    expect(balancerShape.outlier(false, 'o')).toBe(false);
+    expect(balancerShape.strategy('p2c', 's')).toBe('p2c');
+    expect(balancerShape.strategy({ hash: { cookie: 'sid' } }, 's')).toEqual({
+      hash: { cookie: 'sid' },
+    });
+  });
+
+  it('does not change the object it is given', () => {
+    const given = { path: '/h', headers: { 'x-a': '1' } };
+    const out = balancerShape.healthCheck(given, 'hc');
+    expect(given).toEqual({ path: '/h', headers: { 'x-a': '1' } });
+    expect(out).not.toBe(given);
   });
 });
 
 describe('parseTargets', () => {
   it('parses every target of a list', () => {
-    expect(parseTargets(['http://a', 'https://b'], 't').map((t) => t.port)).toEqual([80, 443]);
+    expect(
+      parseTargets(['http://a', { url: 'http://b', weight: 2 }], 't').map((t) => t.weight),
+    ).toEqual([1, 2]);
   });
 
-  it('refuses a non-array, naming the path', () => {
-    expect(configErrorOf(() => parseTargets('http://a', 'services.users.targets')).path).toBe(
+  it('refuses an empty list and a non-array, naming the path', () => {
+    expect(configErrorOf(() => parseTargets([], 'services.a.targets')).path).toBe(
+      'services.a.targets',
+    );
+    expect(configErrorOf(() => parseTargets('http://a', 't')).path).toBe('t');
+  });
+});
+
+describe('pick', () => {
+  it('picks the targets in turn by default, and is a bound function', () => {
+    const { pick } = balancerOf({ targets: ['http://a', 'http://b', 'http://c'] });
+    expect([1, 2, 3, 4].map(() => pick(req)?.url)).toEqual([
+      'http://a',
+      'http://b',
+      'http://c',
+      'http://a',
+    ]);
+  });
+
+  it('exposes its name and frozen targets', () => {
+    const b = balancerOf({ targets: ['http://a', 'http://b'] });
+    expect(b.name).toBe('service');
+    expect(b.targets.map((t) => t.url)).toEqual(['http://a', 'http://b']);
+    expect(Object.isFrozen(b.targets)).toBe(true);
+  });
+
+  it('returns the Target objects of its list', () => {
+    const b = balancerOf({ targets: ['http://a', 'http://b'] });
+    expect(b.pick(req)).toBe(b.targets[0]);
+  });
+
+  it('skips the targets this request tried while untried ones remain', () => {
+    const b = balancerOf({ targets: ['http://a', 'http://b', 'http://c'] });
+    const [a, bb] = b.targets as [Target, Target];
+    expect(picks(b, 4, [a])).toEqual(['http://b', 'http://c', 'http://b', 'http://c']);
+    expect(picks(b, 2, [a, bb])).toEqual(['http://c', 'http://c']);
+  });
+
+  it('uses tried targets again once every target was tried', () => {
+    const b = balancerOf({ targets: ['http://a', 'http://b'] });
+    expect(picks(b, 4, b.targets)).toEqual(['http://a', 'http://b', 'http://a', 'http://b']);
+  });
+
+  it('never picks a target of weight 0 (draining), even in panic mode', () => {
+    const b = balancerOf({
+      targets: ['http://a', { url: 'http://b', weight: 0 }],
+      panic: true,
+    });
+    expect(picks(b, 3)).toEqual(['http://a', 'http://a', 'http://a']);
+    const drained = balancerOf({ targets: [{ url: 'http://a', weight: 0 }], panic: true });
+    expect(drained.pick(req)).toBeUndefined();
+    expect(drained.hasHealthy()).toBe(false);
+    expect(drained.status()[0]!.state).toBe('draining');
+  });
+
+  it('builds the strategy once, over the members, and passes the request', () => {
+    const seen: unknown[] = [];
+    let built = 0;
+    const first: StrategyFactory = (members) => {
+      built++;
+      seen.push(members.map((m) => m.target.url));
+      return {
+        pick(list, usable, request) {
+          seen.push(request);
+          return list.find(usable);
+        },
+      };
+    };
+    const b = balancerOf({ targets: ['http://a', 'http://b'], strategy: first });
+    const r = newRequest();
+    expect(b.pick(r)?.url).toBe('http://a');
+    b.pick(r);
+    expect(built).toBe(1);
+    expect(seen).toEqual([['http://a', 'http://b'], r, r]);
+  });
+
+  it('hands strategies members with the contract fields', () => {
+    let members: readonly Member[] = [];
+    const b = balancerOf({
+      targets: ['http://a', { url: 'http://b', weight: 3 }],
+      strategy: (m) => {
+        members = m;
+        return { pick: (list, usable) => list.find(usable) };
+      },
+    });
+    b.attemptStarted(b.targets[1]!);
+    expect(members.map((m) => ({ ...m, url: m.target.url }))).toMatchObject([
+      {
+        url: 'http://a',
+        slot: 0,
+        index: 0,
+        weight: 1,
+        inFlight: 0,
+        latencyMs: 0,
+        healthy: true,
+        ejectedUntil: 0,
+      },
+      {
+        url: 'http://b',
+        slot: 0,
+        index: 1,
+        weight: 3,
+        inFlight: 1,
+        latencyMs: 0,
+        healthy: true,
+        ejectedUntil: 0,
+      },
+    ]);
+  });
+
+  it('goes on after a strategy that throws', () => {
+    let fail = true;
+    const b = balancerOf({
+      targets: ['http://a', 'http://b'],
+      strategy: () => ({
+        pick(list, usable) {
+          if (fail) throw new Error('boom');
+          return list.find(usable);
+        },
+      }),
+    });
+    expect(() => b.pick(req, [b.targets[0]!])).toThrow('boom');
+    fail = false;
+    // The tried list of the failed pick is forgotten.
+    expect(b.pick(req)?.url).toBe('http://a');
+  });
+});
+
+describe('attempt reports', () => {
+  it('counts attempts in flight, never below 0, and bound', () => {
+    const b = balancerOf({ targets: ['http://a'] });
+    const { attemptStarted, attemptEnded } = b;
+    const a = b.targets[0]!;
+    attemptStarted(a);
+    attemptStarted(a);
+    expect(b.status()[0]!.inFlight).toBe(2);
+    attemptEnded(a, complete(200));
+    attemptEnded(a, complete(200));
+    attemptEnded(a, complete(200));
+    expect(b.status()[0]!.inFlight).toBe(0);
+  });
+
+  it('ignores reports for targets it does not have', () => {
+    const b = balancerOf({ targets: ['http://a'] });
+    const stranger = parseTargets(['http://z'], 't')[0]!;
+    b.attemptStarted(stranger);
+    b.attemptEnded(stranger, { end: 'refused', status: 0, latencyMs: 1 });
+    expect(b.status()[0]).toMatchObject({ inFlight: 0, consecutiveFailures: 0 });
+  });
+
+  it('keeps a peak-EWMA of latency: a higher sample at once, a lower one decays slowly', () => {
+    const b = balancerOf({ targets: ['http://a'] });
+    const a = b.targets[0]!;
+    b.attemptEnded(a, complete(200, 100));
+    expect(b.status()[0]!.latencyMs).toBe(100);
+    b.attemptEnded(a, complete(200, 10));
+    // Within a few ms of the last sample the weight of the old value is ~1 (tau 10 s).
+    expect(b.status()[0]!.latencyMs).toBeGreaterThan(95);
+    expect(b.status()[0]!.latencyMs).toBeLessThanOrEqual(100);
+    b.attemptEnded(a, complete(200, 250.04));
+    expect(b.status()[0]!.latencyMs).toBe(250);
+    b.attemptEnded(a, { end: 'refused', status: 0, latencyMs: 400 });
+    expect(b.status()[0]!.latencyMs).toBe(400);
+  });
+
+  it('takes no latency from cancelled attempts or gone clients', () => {
+    const b = balancerOf({ targets: ['http://a'] });
+    const a = b.targets[0]!;
+    b.attemptEnded(a, { end: 'cancelled', status: 0, latencyMs: 900 });
+    b.attemptEnded(a, { end: 'client-gone', status: 0, latencyMs: 900 });
+    expect(b.status()[0]!.latencyMs).toBe(0);
+  });
+});
+
+describe('status', () => {
+  it('describes each target', () => {
+    const b = balancerOf({ targets: ['http://a', { url: 'http://b', weight: 0 }] });
+    expect(b.status()).toEqual([
+      {
+        url: 'http://a',
+        weight: 1,
+        state: 'healthy',
+        lastCheck: null,
+        consecutiveFailures: 0,
+        inFlight: 0,
+        latencyMs: 0,
+        ejections: 0,
+        ejectedUntil: null,
+      },
+      {
+        url: 'http://b',
+        weight: 0,
+        state: 'draining',
+        lastCheck: null,
+        consecutiveFailures: 0,
+        inFlight: 0,
+        latencyMs: 0,
+        ejections: 0,
+        ejectedUntil: null,
+      },
+    ]);
+  });
+
+  it('says retryAfter 1 when nothing is waiting', () => {
+    const b = balancerOf({ targets: ['http://a'] });
+    expect(b.retryAfter()).toBe(1);
+    const { retryAfter } = b;
+    expect(retryAfter()).toBe(1);
+  });
+});
+
+describe('setTargets', () => {
+  it('swaps the targets, keeping the state of those that stay', () => {
+    const b = balancerOf({
+      targets: ['http://a', 'http://b', 'http://c'],
+      outlier: { consecutiveFailures: 1, maxEjectionPercent: 100 },
+    });
+    const [a, bb] = b.targets as [Target, Target];
+    b.attemptStarted(a);
+    b.attemptEnded(a, complete(200, 40));
+    b.attemptStarted(a);
+    b.attemptEnded(bb, { end: 'refused', status: 0, latencyMs: 1 });
+    expect(b.status()[1]!.state).toBe('ejected');
+
+    b.setTargets([{ url: 'http://b', weight: 2 }, 'http://d', { url: 'http://a', weight: 5 }]);
+    expect(b.targets.map((t) => `${t.url}:${t.weight}`)).toEqual([
+      'http://b:2',
+      'http://d:1',
+      'http://a:5',
+    ]);
+    const [sb, sd, sa] = b.status() as [
+      ReturnType<Balancer['status']>[0],
+      ReturnType<Balancer['status']>[0],
+      ReturnType<Balancer['status']>[0],
+    ];
+    expect(sa).toMatchObject({ weight: 5, inFlight: 1, latencyMs: 40, state: 'healthy' });
+    expect(sb).toMatchObject({ weight: 2, state: 'ejected', ejections: 1 });
+    expect(sd).toMatchObject({ weight: 1, state: 'healthy', inFlight: 0, ejections: 0 });
+    // The attempt started before the swap (on the old Target object) still ends.
+    b.attemptEnded(a, complete(200));
+    expect(b.status()[2]!.inFlight).toBe(0);
+    expect(picks(b, 2)).toEqual(['http://d', 'http://a']);
+  });
+
+  it('hands the new members to the strategy’s update(), keeping kept member objects', () => {
+    const lists: (readonly Member[])[] = [];
+    const b = balancerOf({
+      targets: ['http://a', 'http://b'],
+      strategy: (members) => {
+        lists.push(members);
+        return { pick: (list, usable) => list.find(usable), update: (m) => lists.push(m) };
+      },
+    });
+    b.setTargets(['http://c', { url: 'http://a', weight: 4 }]);
+    expect(lists).toHaveLength(2);
+    const [before, after] = lists as [readonly Member[], readonly Member[]];
+    expect(after[1]).toBe(before[0]);
+    expect(after[1]).toMatchObject({ index: 1, weight: 4 });
+    expect(after[0]!.target.url).toBe('http://c');
+  });
+
+  it('forgets removed targets: their reports are ignored', () => {
+    const b = balancerOf({ targets: ['http://a', 'http://b'] });
+    const a = b.targets[0]!;
+    b.setTargets(['http://b']);
+    b.attemptStarted(a);
+    expect(b.status()).toEqual([expect.objectContaining({ url: 'http://b', inFlight: 0 })]);
+    expect(picks(b, 2)).toEqual(['http://b', 'http://b']);
+  });
+
+  it('allows an empty list: every pick is then undefined', () => {
+    const b = balancerOf({ targets: ['http://a'], panic: true });
+    b.setTargets([]);
+    expect(b.targets).toEqual([]);
+    expect(b.pick(req)).toBeUndefined();
+    expect(b.pick(req, [])).toBeUndefined();
+    expect(b.hasHealthy()).toBe(false);
+    expect(b.retryAfter()).toBe(1);
+    expect(b.status()).toEqual([]);
+    b.setTargets(['http://z']);
+    expect(b.pick(req)?.url).toBe('http://z');
+  });
+
+  it('refuses a bad list, naming the field, and changes nothing', () => {
+    const b = balancerOf({ targets: ['http://a'] }, 'services.users');
+    expect(configErrorOf(() => b.setTargets(['http://b', 'nope'])).path).toBe(
+      'services.users.targets[1]',
+    );
+    expect(configErrorOf(() => b.setTargets('http://b' as never)).path).toBe(
       'services.users.targets',
     );
+    expect(b.targets.map((t) => t.url)).toEqual(['http://a']);
+  });
+});
+
+describe('events', () => {
+  it('isolates a throwing listener, and disposers unsubscribe', () => {
+    const b = balancerOf({
+      targets: ['http://a', 'http://b'],
+      outlier: { consecutiveFailures: 1, maxEjectionPercent: 100, baseEjectionMs: 60000 },
+    });
+    const seen: string[] = [];
+    b.onEject(() => {
+      throw new Error('listener bug');
+    });
+    const dispose = b.onEject((e) => seen.push(e.target.url));
+    expect(() =>
+      b.attemptEnded(b.targets[0]!, { end: 'reset', status: 0, latencyMs: 1 }),
+    ).not.toThrow();
+    expect(seen).toEqual(['http://a']);
+    dispose();
+    dispose();
+    b.attemptEnded(b.targets[1]!, { end: 'reset', status: 0, latencyMs: 1 });
+    expect(seen).toEqual(['http://a']);
+    expect(b.status().map((s) => s.state)).toEqual(['ejected', 'ejected']);
+  });
+
+  it('close() is idempotent', () => {
+    const b = balancerOf({ targets: ['http://a'] });
+    b.close();
+    b.close();
+    expect(b.pick(req)?.url).toBe('http://a');
   });
 });
