@@ -1,5 +1,19 @@
-import { object, oneOf, record, type Check, type TargetInput } from '@turnpike/core';
-import { parseTargets, strategies, type StrategyName } from '@turnpike/balancer';
+import {
+  ConfigError,
+  boolean,
+  object,
+  record,
+  string,
+  type Check,
+  type TargetInput,
+} from '@turnpike/core';
+import {
+  balancerShape,
+  parseTargets,
+  type HealthCheckOptions,
+  type OutlierOptions,
+  type StrategyOption,
+} from '@turnpike/balancer';
 import {
   checkRouterConfig,
   proxySettingsShape,
@@ -12,8 +26,26 @@ import {
 export interface ServiceConfig extends ProxySettings {
   /** Upstream targets: URLs, or `{ url, weight }`. At least one. Required. */
   targets: readonly TargetInput[];
-  /** Balancing strategy. Default `'round-robin'`. */
-  balancer?: StrategyName;
+  /**
+   * Balancing strategy: a name (`'round-robin'`, `'weighted-round-robin'`,
+   * `'least-connections'`, `'p2c'`, `'random'`, `'ip-hash'`), a consistent hash
+   * `{ hash: { header | cookie | query } }`, or a strategy factory. Default `'round-robin'`.
+   */
+  balancer?: StrategyOption;
+  /** Active health checks of every target. Default: none. */
+  healthCheck?: HealthCheckOptions;
+  /** Passive health (ejection on failing traffic), or false for none. Default: on. */
+  outlier?: OutlierOptions | false;
+  /** With no healthy target, use every non-draining one instead of answering 503. Default false. */
+  panic?: boolean;
+}
+
+/** The health endpoints' settings. */
+export interface HealthOptions {
+  /** Where they are served, under the mount. Default `'/health'`. */
+  path?: string;
+  /** Also serve `{path}/services` and `{path}/services/:name` (target states). Default false. */
+  details?: boolean;
 }
 
 /**
@@ -34,16 +66,32 @@ export interface GatewayConfig extends Pick<
 > {
   /** Services by name. Required. */
   services: Readonly<Record<string, ServiceConfig>>;
+  /** Health endpoints under the mount: true for the defaults, or their settings. Default: none. */
+  health?: boolean | HealthOptions;
 }
 
 const serviceConfig = object<ServiceConfig>(
   {
     ...proxySettingsShape,
     targets: (v, p) => (parseTargets(v, p), v as readonly TargetInput[]),
-    balancer: oneOf(Object.keys(strategies) as StrategyName[]),
+    balancer: balancerShape.strategy,
+    healthCheck: balancerShape.healthCheck,
+    outlier: balancerShape.outlier,
+    panic: balancerShape.panic,
   },
   ['targets'],
 );
+
+const healthOptions = object<HealthOptions>({
+  path: string({
+    pattern: /^(?:\/[A-Za-z0-9._~-]+)+$/,
+    expected: 'a path of plain segments starting with "/", without a trailing "/", e.g. "/health"',
+  }),
+  details: boolean,
+});
+
+const healthCheck: Check<boolean | HealthOptions> = (value, path) =>
+  typeof value === 'boolean' ? value : healthOptions(value, path);
 
 const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
   {
@@ -60,9 +108,68 @@ const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
     maxHeaderCount: routerShape.maxHeaderCount,
     requestBuffer: routerShape.requestBuffer,
     logger: routerShape.logger,
+    health: healthCheck,
   },
   ['services', 'routes'],
 );
+
+/** The health endpoints as configured: their path and whether details are served, or undefined when off. */
+export function healthSettings(
+  health: GatewayConfig['health'],
+): { path: string; details: boolean } | undefined {
+  if (health === undefined || health === false) return undefined;
+  if (health === true) return { path: '/health', details: false };
+  return { path: health.path ?? '/health', details: health.details ?? false };
+}
+
+/** A route pattern's segments: no leading slash, one trailing slash ignored (as the router splits them). */
+function segmentsOf(path: string): string[] {
+  const trimmed = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+  return trimmed.length <= 1 ? [] : trimmed.slice(1).split('/');
+}
+
+/** Whether a route pattern matches a concrete path: `:name` and `*` one segment, `**` the rest. */
+export function patternMatches(pattern: string, path: string): boolean {
+  const p = segmentsOf(pattern);
+  const s = segmentsOf(path);
+  for (let i = 0; i < p.length; i++) {
+    const seg = p[i]!;
+    if (seg === '**') return true;
+    if (i >= s.length) return false;
+    if (seg !== '*' && !seg.startsWith(':') && seg !== s[i]) return false;
+  }
+  return p.length === s.length;
+}
+
+/**
+ * Refuses a route that could match a health endpoint: the gateway answers those before the
+ * router, so such a route would silently lose those paths. Patterns are tried against the
+ * concrete endpoint paths, which covers `**`, `*` and `:param` overlaps alike.
+ */
+export function checkHealthOverlap(config: GatewayConfig): void {
+  const health = healthSettings(config.health);
+  if (health === undefined) return;
+  const { path } = health;
+  const endpoints = [
+    path,
+    `${path}/live`,
+    `${path}/ready`,
+    `${path}/services`,
+    `${path}/services/x`,
+  ];
+  config.routes.forEach((route, i) => {
+    const hit = endpoints.find((endpoint) => patternMatches(route.path, endpoint));
+    if (hit !== undefined) {
+      throw new ConfigError(
+        `routes[${i}].path`,
+        `a pattern that does not overlap the health endpoints under "${path}" ` +
+          `(it matches "${hit}", which the gateway answers before any route; ` +
+          'move the route or set health.path)',
+        route.path,
+      );
+    }
+  });
+}
 
 /**
  * Validates a gateway config. Throws a ConfigError whose message names the field path, the
@@ -70,6 +177,7 @@ const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
  */
 export function validateConfig(config: unknown): GatewayConfig {
   const parsed = gatewayConfig(config, '');
+  checkHealthOverlap(parsed);
   checkRouterConfig(parsed);
   return parsed;
 }
@@ -79,5 +187,7 @@ export function validateConfig(config: unknown): GatewayConfig {
  * leaves that to createRouter, which compiles each route once and refuses the same.
  */
 export function checkConfigShape(config: unknown): GatewayConfig {
-  return gatewayConfig(config, '');
+  const parsed = gatewayConfig(config, '');
+  checkHealthOverlap(parsed);
+  return parsed;
 }

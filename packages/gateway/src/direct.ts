@@ -1,11 +1,13 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Logger } from '@turnpike/core';
-import type { TurnpikeRouter } from '@turnpike/router';
 import { HOST_LISTENERS } from './mount';
-import { answerNextError, isNextError, sendNotFound, type MountedRequest } from './next';
+import { answerNextError, isNextError, sendNotFound, type MountedRequest, type Next } from './next';
 import { assignRequestId } from './request-id';
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** What a lane hands a request to, relative to the mount: the router, or health checks in front of it. */
+export type Handler = (req: IncomingMessage, res: ServerResponse, next: Next) => void;
 
 const SLASH = 47;
 const QUESTION = 63;
@@ -34,7 +36,7 @@ function hostOf(server: Server, listeners: readonly RequestListener[]): RequestL
 export function installDirect(
   server: Server,
   prefix: string,
-  router: TurnpikeRouter,
+  router: Handler,
   left: symbol,
   logger: Logger,
 ): () => void {

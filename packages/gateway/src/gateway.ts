@@ -1,15 +1,24 @@
 import http, { METHODS, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import express from 'express';
 import { boolean, object, silentLogger, string } from '@turnpike/core';
-import { createBalancer, type Balancer } from '@turnpike/balancer';
+import {
+  createBalancer,
+  type Balancer,
+  type EjectionEvent,
+  type HealthChangeEvent,
+  type ReadmissionEvent,
+} from '@turnpike/balancer';
 import {
   createRouter,
+  type HedgeEvent,
   type OutcomeListener,
+  type RetryEvent,
   type ServiceOptions,
   type TurnpikeRouter,
 } from '@turnpike/router';
-import { checkConfigShape, type GatewayConfig } from './config';
-import { installDirect } from './direct';
+import { checkConfigShape, healthSettings, type GatewayConfig } from './config';
+import { installDirect, type Handler } from './direct';
+import { HealthEndpoints } from './health';
 import { closeServer, listenOn } from './listen';
 import {
   appsOf,
@@ -50,6 +59,27 @@ export interface Gateway extends express.Router {
   listen(port: number, host?: string): Promise<Server>;
   /** Every request's outcome, from the router (see `Outcome` in @turnpike/router); returns the disposer. */
   onOutcome(listener: OutcomeListener): () => void;
+  /** A target's active health changed, in any service (the event names it); returns the disposer. */
+  onHealthChange(listener: (event: HealthChangeEvent) => void): () => void;
+  /** A target was ejected by passive health, in any service; returns the disposer. */
+  onEject(listener: (event: EjectionEvent) => void): () => void;
+  /** An ejected target takes traffic again, in any service; returns the disposer. */
+  onReadmit(listener: (event: ReadmissionEvent) => void): () => void;
+  /** A failed try is retried (see `RetryEvent` in @turnpike/router); returns the disposer. */
+  onRetry(listener: (event: RetryEvent) => void): () => void;
+  /** A hedge was sent (see `HedgeEvent` in @turnpike/router); returns the disposer. */
+  onHedge(listener: (event: HedgeEvent) => void): () => void;
+  /**
+   * The balancer of a service, or undefined for an unknown name: its `status()`, or
+   * `setTargets()` to change the targets at run time (service discovery, draining).
+   */
+  balancer(name: string): Balancer | undefined;
+  /**
+   * The health endpoints as an Express router, to mount elsewhere (an internal port, another
+   * app): `/live`, `/ready`, and with `details: true` `/services` and `/services/:name`. Works
+   * whether or not `health` is set in the config.
+   */
+  healthRouter(options?: { details?: boolean }): express.Router;
   /** Stops everything the gateway started: keep-alive sockets, WebSockets, listeners, its own servers. Idempotent. */
   close(): Promise<void>;
 }
@@ -61,6 +91,8 @@ const attachOptions = object<AttachOptions>({
   }),
   direct: boolean,
 });
+
+const healthRouterOptions = object<{ details?: boolean }>({ details: boolean });
 
 /** The Router methods that add layers: refused on the gateway. */
 const ROUTER_METHODS = ['use', 'route', 'param', 'all', ...METHODS.map((m) => m.toLowerCase())];
@@ -75,23 +107,32 @@ const DYNAMIC = Symbol('dynamic mount');
 export function createGateway(config: GatewayConfig): Gateway {
   const cfg = checkConfigShape(config);
   const logger = cfg.logger ?? silentLogger;
+  const byName = new Map<string, Balancer>();
   const balancers: Balancer[] = [];
   const services: Record<string, ServiceOptions> = {};
-  for (const [name, { targets, balancer: strategy, ...proxy }] of Object.entries(cfg.services)) {
-    const balancer = createBalancer({ name, targets, strategy }, `services.${name}`);
-    balancers.push(balancer);
-    // The balancer supplies the target function; every proxy setting passes through as is.
-    services[name] = { ...proxy, target: balancer.pick };
-  }
-  const { services: _configured, ...routerOptions } = cfg;
   let router: TurnpikeRouter;
   try {
+    for (const [name, service] of Object.entries(cfg.services)) {
+      const { targets, balancer: strategy, healthCheck, outlier, panic, ...proxy } = service;
+      const balancer = createBalancer(
+        { name, targets, strategy, healthCheck, outlier, panic },
+        `services.${name}`,
+      );
+      balancers.push(balancer);
+      byName.set(name, balancer);
+      // The balancer itself is the target picker: the router tells it when each attempt
+      // starts and ends (in-flight counts, latency, passive health). Proxy settings pass through.
+      services[name] = { ...proxy, target: balancer };
+    }
+    const { services: _configured, health: _health, ...routerOptions } = cfg;
     // The router checks the routes against the services and compiles them, once.
     router = createRouter({ ...routerOptions, services });
   } catch (err) {
     for (const b of balancers) b.close();
     throw err;
   }
+  const endpoints = new HealthEndpoints(byName);
+  const dispatch = healthFirst(router, endpoints, healthSettings(cfg.health));
   /** On a request this gateway's direct lane handed back to the host app. */
   const LEFT = Symbol('turnpike.leftGateway');
 
@@ -111,10 +152,27 @@ export function createGateway(config: GatewayConfig): Gateway {
     // the gateway once (stages included), and is not taken a second time.
     if ((req as { [LEFT]?: true })[LEFT]) return done();
     assignRequestId(req, res);
-    router(req, res, done);
+    dispatch(req, res, done);
   } as unknown as Gateway;
   Object.setPrototypeOf(gateway, express.Router());
   gateway.onOutcome = (listener) => router.onOutcome(listener);
+  gateway.onRetry = (listener) => router.onRetry(listener);
+  gateway.onHedge = (listener) => router.onHedge(listener);
+  /** Subscribes to one event of every balancer; one disposer for all. */
+  const fanIn =
+    <E>(subscribe: (b: Balancer, listener: (event: E) => void) => () => void) =>
+    (listener: (event: E) => void) => {
+      const off = balancers.map((b) => subscribe(b, listener));
+      return () => {
+        for (const dispose of off.splice(0)) dispose();
+      };
+    };
+  gateway.onHealthChange = fanIn<HealthChangeEvent>((b, l) => b.onHealthChange(l));
+  gateway.onEject = fanIn<EjectionEvent>((b, l) => b.onEject(l));
+  gateway.onReadmit = fanIn<ReadmissionEvent>((b, l) => b.onReadmit(l));
+  gateway.balancer = (name) => byName.get(name);
+  gateway.healthRouter = (options = {}) =>
+    endpoints.router(healthRouterOptions(options, 'healthRouter.options').details ?? false);
   for (const method of ROUTER_METHODS) {
     Object.defineProperty(gateway, method, {
       value: () => {
@@ -201,7 +259,7 @@ export function createGateway(config: GatewayConfig): Gateway {
     disposers.push(() => server.off('upgrade', onUpgrade));
     // The prefix is fixed from now on: computed once, compared as a string per request.
     if (direct && fixed !== undefined)
-      disposers.push(installDirect(server, fixed, router, LEFT, logger));
+      disposers.push(installDirect(server, fixed, dispatch, LEFT, logger));
   };
 
   gateway.listen = async function listen(port, host) {
@@ -224,7 +282,7 @@ export function createGateway(config: GatewayConfig): Gateway {
   /** A request on the gateway's own server: all of it is the gateway's, at '/'. */
   function serveRoot(req: IncomingMessage, res: ServerResponse): void {
     assignRequestId(req, res);
-    router(req, res, notFoundNext(req, res, logger));
+    dispatch(req, res, notFoundNext(req, res, logger));
   }
 
   gateway.close = async function close() {
@@ -242,6 +300,35 @@ export function createGateway(config: GatewayConfig): Gateway {
 }
 
 const AT_ROOT: UpgradeMount = { mount: '' };
+
+const SLASH = 47;
+const QUESTION = 63;
+
+/**
+ * What every lane (the Express handler, listen(), the direct lane) calls with a request
+ * relative to the mount: the health endpoints first when they are on, then the router.
+ * Without health it is the router itself; with it, one prefix comparison per request.
+ */
+function healthFirst(
+  router: TurnpikeRouter,
+  endpoints: HealthEndpoints,
+  health: { path: string; details: boolean } | undefined,
+): Handler {
+  if (health === undefined) return router;
+  const { path, details } = health;
+  const length = path.length;
+  return function turnpikeHealthFirst(req, res, next) {
+    const url = req.url!;
+    if (url.startsWith(path)) {
+      const after = url.charCodeAt(length); // NaN at the end
+      if (after === SLASH || after === QUESTION || url.length === length) {
+        const q = url.indexOf('?', length);
+        return endpoints.serve(url.slice(length, q === -1 ? undefined : q), req, res, details);
+      }
+    }
+    router(req, res, next);
+  };
+}
 
 /** The direct lane's prefix from the apps that mount the gateway: one fixed prefix, or a ConfigError-like refusal. */
 function directPrefix(found: FixedMount[]): string {

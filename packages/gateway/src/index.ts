@@ -3,7 +3,15 @@ export { createGateway } from './gateway';
 export type { Gateway, AttachOptions } from './gateway';
 /** Config validation, usable before creating anything (e.g. in a CI check of a config file). */
 export { validateConfig } from './config';
-export type { GatewayConfig, ServiceConfig } from './config';
+export type { GatewayConfig, HealthOptions, ServiceConfig } from './config';
+/** The JSON of the health endpoints. */
+export type {
+  LiveBody,
+  ReadyBody,
+  ServiceHealth,
+  ServiceHealthBody,
+  ServicesHealthBody,
+} from './health';
 /** The request id step, usable alone. */
 export { assignRequestId } from './request-id';
 /** The pieces, re-exported so that one install gives everything. */
@@ -24,4 +32,19 @@ export type {
   TrustProxy,
   ProxySettings,
   AgentOptions,
+  RetryOptions,
+  HedgeOptions,
+  RetryEvent,
+  HedgeEvent,
 } from '@turnpike/router';
+export type {
+  Balancer,
+  StrategyOption,
+  HashKey,
+  HealthCheckOptions,
+  OutlierOptions,
+  HealthChangeEvent,
+  EjectionEvent,
+  ReadmissionEvent,
+  TargetStatus,
+} from '@turnpike/balancer';

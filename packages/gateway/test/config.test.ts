@@ -111,7 +111,37 @@ describe('validateConfig', () => {
     ['timeoutMs as a string', { timeoutMs: '5000' }, 'services.users.timeoutMs'],
     ['timeoutMs of 0', { timeoutMs: 0 }, 'services.users.timeoutMs'],
     ['preserveHost as a string', { preserveHost: 'yes' }, 'services.users.preserveHost'],
-    ['an unknown balancer', { balancer: 'random' }, 'services.users.balancer'],
+    ['an unknown balancer', { balancer: 'fastest' }, 'services.users.balancer'],
+    ['a balancer of the wrong type', { balancer: 42 }, 'services.users.balancer'],
+    ['a hash balancer with no key', { balancer: { hash: {} } }, 'services.users.balancer.hash'],
+    [
+      'a healthCheck without a path',
+      { healthCheck: { intervalMs: 1000 } },
+      'services.users.healthCheck.path',
+    ],
+    [
+      'a healthCheck intervalMs of 0',
+      { healthCheck: { path: '/health', intervalMs: 0 } },
+      'services.users.healthCheck.intervalMs',
+    ],
+    [
+      'a healthCheck with an unknown key',
+      { healthCheck: { path: '/health', every: 5 } },
+      'services.users.healthCheck.every',
+    ],
+    ['outlier as true', { outlier: true }, 'services.users.outlier'],
+    [
+      'an outlier consecutiveFailures of 0',
+      { outlier: { consecutiveFailures: 0 } },
+      'services.users.outlier.consecutiveFailures',
+    ],
+    [
+      'an outlier maxEjectionPercent above 100',
+      { outlier: { maxEjectionPercent: 150 } },
+      'services.users.outlier.maxEjectionPercent',
+    ],
+    ['panic as a string', { panic: 'yes' }, 'services.users.panic'],
+    ['retries as a number', { retries: 3 }, 'services.users.retries'],
     ['an unknown agent key', { agent: { sockets: 1 } }, 'services.users.agent.sockets'],
     ['targets as a string', { targets: 'http://h' }, 'services.users.targets'],
     ['an empty target list', { targets: [] }, 'services.users.targets'],
@@ -160,7 +190,7 @@ describe('validateConfig', () => {
 
   it('refuses a bad target weight, naming its weight field', () => {
     const config = validConfig();
-    config.services.users.targets[1] = { url: 'http://10.0.0.2', weight: 0 };
+    config.services.users.targets[1] = { url: 'http://10.0.0.2', weight: -1 };
     expect(refusedAt(config)).toBe('services.users.targets[1].weight');
   });
 
@@ -230,5 +260,84 @@ describe('validateConfig', () => {
 
   it('refuses a config that is not an object', () => {
     expect(refusedAt('services: {}')).toBe('(root)');
+  });
+
+  it('accepts every balancer variant and the balancing keys', () => {
+    const config = validConfig();
+    for (const balancer of [
+      'round-robin',
+      'weighted-round-robin',
+      'least-connections',
+      'p2c',
+      'random',
+      'ip-hash',
+      { hash: { header: 'x-user-id' } },
+      { hash: { cookie: 'sid' } },
+      { hash: { query: 'key' } },
+    ] as const) {
+      const users = {
+        ...config.services.users,
+        balancer,
+        healthCheck: { path: '/healthz', intervalMs: 1000 },
+        outlier: { consecutiveFailures: 3 },
+        panic: true,
+      };
+      const out = validateConfig({ ...config, services: { ...config.services, users } });
+      expect(out.services.users!.balancer).toEqual(balancer);
+      expect(out.services.users!.healthCheck).toMatchObject({ path: '/healthz', intervalMs: 1000 });
+    }
+    const users = { ...config.services.users, outlier: false as const };
+    expect(
+      validateConfig({ ...config, services: { ...config.services, users } }).services.users!
+        .outlier,
+    ).toBe(false);
+  });
+
+  it('accepts health as true, false, or { path, details }', () => {
+    for (const health of [true, false, {}, { path: '/status' }, { path: '/a/b', details: true }]) {
+      expect(validateConfig({ ...validConfig(), health }).health).toEqual(health);
+    }
+  });
+
+  test.each<[string, unknown, string]>([
+    ['a string', 'yes', 'health'],
+    ['a path without a leading slash', { path: 'health' }, 'health.path'],
+    ['a path with a trailing slash', { path: '/health/' }, 'health.path'],
+    ['a path with a parameter', { path: '/:x' }, 'health.path'],
+    ['a path with a wildcard', { path: '/health/**' }, 'health.path'],
+    ['details as a string', { details: 'on' }, 'health.details'],
+    ['an unknown key', { paths: '/health' }, 'health.paths'],
+  ])('refuses health with %s, naming the field', (_label, health, path) => {
+    expect(refusedAt({ ...validConfig(), health })).toBe(path);
+  });
+
+  test.each<[string, string, unknown]>([
+    ['/**', '/**', true],
+    ['/health/**', '/health/**', true],
+    ['/:x/live', '/:x/live', true],
+    ['/*/ready', '/*/ready', true],
+    ['/health/services/:name', '/health/services/:name', { details: false }],
+    ['the health path itself', '/health', true],
+    ['/:x, which matches the health path itself', '/:x', true],
+    ['a custom path under **', '/internal/**', { path: '/internal/health' }],
+  ])('refuses a route %s that overlaps the health endpoints', (_label, pattern, health) => {
+    const config = validConfig();
+    config.routes.push({ path: pattern, service: 'orders' } as never);
+    const error = configErrorOf(() => validateConfig({ ...config, health }));
+    expect(error.path).toBe('routes[2].path');
+    expect(error.message).toContain('health');
+  });
+
+  test.each<[string, unknown]>([
+    ['/healthy/**', true],
+    ['/health-check', true],
+    ['/users/**', true],
+    ['/**', false],
+    ['/health/**', { path: '/status' }],
+    ['/:a/:b/:c/:d', true],
+  ])('accepts a route %s that does not overlap the health endpoints', (pattern, health) => {
+    const config = validConfig();
+    config.routes.push({ path: pattern, service: 'orders' } as never);
+    expect(() => validateConfig({ ...config, health })).not.toThrow();
   });
 });
