@@ -44,12 +44,7 @@ export type StrategyFactory = (members: readonly Member[]) => Strategy;
 
 /** The named strategies. */
 export type StrategyName =
-  | 'round-robin'
-  | 'weighted-round-robin'
-  | 'least-connections'
-  | 'p2c'
-  | 'random'
-  | 'ip-hash';
+  'round-robin' | 'weighted-round-robin' | 'least-connections' | 'p2c' | 'random' | 'ip-hash';
 
 /** A consistent-hash ring keyed by one part of the request (exactly one key). */
 export interface HashKey {
