@@ -5,6 +5,7 @@ import type { AttemptEnd, AttemptReport, GatewayError, Target, TargetPicker } fr
 import type { AttemptInfo, AttemptPhase, OutcomeKind } from './outcome';
 import type { CompiledRoute } from './route';
 import type { Snapshot } from './snapshot';
+import type { UpstreamFailure } from './upstream-errors';
 import type { ResponseTap, TapSink } from './tap';
 
 const EXCHANGE = Symbol('turnpike.exchange');
@@ -60,6 +61,8 @@ export class Exchange {
   hedgeTimer: NodeJS.Timeout | undefined = undefined;
   /** The body, when it can be sent again (none or buffered within the retry limit). */
   replay: Buffer | null | undefined = undefined;
+  /** The failure a scheduled retry is retrying (answered if the retry finds no target). */
+  failure: UpstreamFailure | undefined = undefined;
   /** Hears when each call starts and ends (the service's balancer), if any. */
   picker: TargetPicker | undefined = undefined;
   /** Aborts the upstream call in flight (the WebSocket handshake's). */
@@ -124,7 +127,13 @@ export class Exchange {
     if (prev !== undefined) (this.attempts ??= [prev]).push(attempt);
     this.attempt = attempt;
     this.live++;
-    this.picker?.attemptStarted?.(attempt.target);
+    const picker = this.picker;
+    if (picker?.attemptStarted === undefined) return;
+    try {
+      picker.attemptStarted(attempt.target);
+    } catch (err) {
+      this.snapshot.pickerFailed(err);
+    }
   }
 
   /** A call ended: reported to the picker, once. */
@@ -137,7 +146,13 @@ export class Exchange {
       attempt.timer = undefined;
     }
     this.live--;
-    this.picker?.attemptEnded?.(attempt.target, attempt as AttemptReport); // end is set
+    const picker = this.picker;
+    if (picker?.attemptEnded === undefined) return;
+    try {
+      picker.attemptEnded(attempt.target, attempt as AttemptReport); // end is set
+    } catch (err) {
+      this.snapshot.pickerFailed(err);
+    }
   }
 
   /** The tries so far, for the picker to skip. */

@@ -29,6 +29,7 @@ import {
 const BODY_TOO_LARGE = new GatewayError('ERR_TURNPIKE_BODY_TOO_LARGE');
 const REQUEST_TIMEOUT = new GatewayError('ERR_TURNPIKE_REQUEST_TIMEOUT');
 const NONE: readonly Target[] = Object.freeze([]);
+const PICKER_FAILED = new GatewayError('ERR_TURNPIKE_INTERNAL');
 
 /** What the forwarder needs of the router around it. */
 export interface ForwardContext {
@@ -162,17 +163,7 @@ class Forward implements Dispatcher.DispatchHandler {
     if (ex.state === 'settled' || attempt.end !== undefined) return false;
     // llhttp takes any three digits ("099"); undici hands it over, then asserts. (It refuses
     // four digits itself: a protocol error.)
-    if (status < 100) {
-      attemptFailed(
-        this.ctx,
-        ex,
-        this.service,
-        attempt,
-        BAD_STATUS,
-        new Error(`upstream status ${status}`),
-      );
-      return false;
-    }
+    if (status < 100) return this.refuse(new Error(`upstream status ${status}`));
     if (status < 200) {
       if (status !== 101 && ex.live === 1) informational(ex, status, raw);
       return true;
@@ -184,17 +175,7 @@ class Forward implements Dispatcher.DispatchHandler {
       clearTimeout(attempt.timer);
       attempt.timer = undefined;
     }
-    if (codedResponse(raw)) {
-      attemptFailed(
-        this.ctx,
-        ex,
-        this.service,
-        attempt,
-        BAD_STATUS,
-        new Error('upstream transfer coding refused'),
-      );
-      return false;
-    }
+    if (codedResponse(raw)) return this.refuse(new Error('upstream transfer coding refused'));
     const retry = this.service.retry;
     if (retry !== undefined && retry.statuses.has(status)) {
       // Decided before the head is written: another try still running answers instead, or a retry.
@@ -224,6 +205,12 @@ class Forward implements Dispatcher.DispatchHandler {
     attempt.phase = 'body';
     this.resume = resume;
     return true;
+  }
+
+  /** A head the gateway does not forward: the try fails as bad-status. */
+  private refuse(cause: Error): false {
+    attemptFailed(this.ctx, this.ex, this.service, this.attempt, BAD_STATUS, cause);
+    return false;
   }
 
   onData(chunk: Buffer): boolean {
@@ -295,6 +282,7 @@ function attemptFailed(
   attempt.abort?.();
   if (ex.live > 0) return;
   if (mayRetry(ex, service, failure.kind as AttemptEnd)) {
+    ex.failure = failure;
     return scheduleRetry(ctx, ex, service, attempt, failure.kind as AttemptEnd);
   }
   ex.attempt = attempt;
@@ -387,12 +375,30 @@ function startAttempt(
   const req = ex.req;
   const h = req.headers;
   const tried = ex.attempt === undefined ? NONE : ex.tried();
-  const target = service.pick(req, tried);
-  if (hedge && (target === undefined || tried.includes(target) || !service.budget.withdraw())) {
+  let target: Target | undefined;
+  try {
+    target = service.pick(req, tried);
+  } catch (err) {
+    // A user's picker that throws (also from a retry's or a hedge's timer): a 500, logged.
+    if (hedge && ex.live > 0) return false;
+    ctx.logger.error('target picker failed', {
+      requestId: (req as RoutedRequest).id,
+      service: service.name,
+      error: String(err),
+    });
+    reject(ex, PICKER_FAILED);
     return false;
   }
+  if (hedge) {
+    // Only to a target not tried yet (by URL: a target set replaced at run time makes new objects).
+    if (target === undefined || tried.some((t) => t.url === target.url)) return false;
+    if (!service.budget.withdraw()) return false;
+  }
   if (target === undefined) {
-    reject(ex, service.noTarget());
+    // A retry that finds no target at all answers the failure it retried, not a 503.
+    const failed = ex.failure;
+    if (failed !== undefined) failUpstream(ctx, ex, failed, undefined);
+    else reject(ex, service.noTarget());
     return false;
   }
   if (!service.preserveHost) h.host = target.host;

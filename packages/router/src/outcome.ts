@@ -47,21 +47,7 @@ export interface AttemptInfo {
  * - `handled`: a `handler` route answered, failed, or passed the request on.
  * `status` is what the client got: the upstream's, a stage's, or the gateway's problem.
  */
-export type OutcomeKind =
-  | 'complete'
-  | 'cut-off'
-  | 'refused'
-  | 'dns'
-  | 'connect-timeout'
-  | 'reset'
-  | 'timeout'
-  | 'protocol'
-  | 'bad-status'
-  | 'upgraded'
-  | 'client-gone'
-  | 'stage'
-  | 'rejected'
-  | 'handled';
+export type OutcomeKind = Exclude<AttemptEnd, 'cancelled'> | 'stage' | 'rejected' | 'handled';
 
 /** One request's end, reported once to every {@link OutcomeListener}. */
 export interface Outcome {

@@ -62,14 +62,10 @@ export function compileService(name: string, s: ServiceOptions): CompiledService
     pick = source.pick.bind(source);
   }
   const retry = compileRetries(s.retries);
-  const b = (s.retries || undefined)?.budget;
+  // With retries off, hedges still draw on a budget: the default one.
   const budget =
     retry?.budget ??
-    new RetryBudget(
-      b?.ratio ?? RETRY_DEFAULTS.ratio,
-      b?.minPerSecond ?? RETRY_DEFAULTS.minPerSecond,
-      b?.windowMs ?? RETRY_DEFAULTS.windowMs,
-    );
+    new RetryBudget(RETRY_DEFAULTS.ratio, RETRY_DEFAULTS.minPerSecond, RETRY_DEFAULTS.windowMs);
   const noTargets = new Map<number, GatewayError>();
   const retryAfter = picker?.retryAfter?.bind(picker);
 

@@ -120,6 +120,11 @@ export class Snapshot {
     return err;
   }
 
+  /** A picker's attemptStarted/attemptEnded threw: logged; the request goes on. */
+  pickerFailed(err: unknown): void {
+    this.logger.error('target picker failed', { error: String(err) });
+  }
+
   /** A request matched: it is in flight on this snapshot until its exchange settles. */
   enter(): void {
     this.inflight++;

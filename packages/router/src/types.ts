@@ -48,7 +48,7 @@ export interface RetryOptions {
 export interface HedgeOptions {
   /** A second try goes to another target when the first has no response head after this many ms. Required. */
   afterMs: number;
-  /** Most extra tries in flight with the first, each after another `afterMs`. Default 1. */
+  /** Most hedges per request, each after another `afterMs` without a head. Default 1. */
   maxHedges?: number;
 }
 
