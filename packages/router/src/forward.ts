@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import {
   GatewayError,
   sendProblem,
@@ -9,7 +9,7 @@ import {
   type Target,
 } from '@turnpike/core';
 import { BodyLimitStream, parsedBody } from './body';
-import { Attempt, type Exchange } from './exchange';
+import { Attempt, type Exchange, type ExchangeState } from './exchange';
 import { responseHeaders, transformRequest, type HeaderList } from './headers';
 import type { CompiledRoute } from './route';
 import type { CompiledService } from './service';
@@ -21,6 +21,7 @@ import {
   BAD_STATUS,
   DEADLINE,
   PER_TRY,
+  RESET,
   upstreamFailure,
   type UpstreamFailure,
 } from './upstream-errors';
@@ -29,7 +30,10 @@ import {
 const BODY_TOO_LARGE = new GatewayError('ERR_TURNPIKE_BODY_TOO_LARGE');
 const REQUEST_TIMEOUT = new GatewayError('ERR_TURNPIKE_REQUEST_TIMEOUT');
 const NONE: readonly Target[] = Object.freeze([]);
-const PICKER_FAILED = new GatewayError('ERR_TURNPIKE_INTERNAL');
+/** A picker that threw: a 500 (the gateway's fault, not the upstream's). */
+export const PICKER_FAILED = new GatewayError('ERR_TURNPIKE_INTERNAL');
+/** Kinds that mean no connection was made. */
+const NOT_SENT_KINDS: ReadonlySet<string> = new Set(['refused', 'dns', 'connect-timeout']);
 
 /** What the forwarder needs of the router around it. */
 export interface ForwardContext {
@@ -182,6 +186,7 @@ class Forward implements Dispatcher.DispatchHandler {
       if (ex.live > 1 || mayRetry(ex, this.service, 'status')) {
         // Ended first: undici calls onError from abort(), and it must find the try over.
         ex.finish(attempt, 'complete');
+        ex.failure = undefined; // its response is gone: a retry with no target is a 503
         attempt.abort?.();
         if (ex.live === 0) scheduleRetry(this.ctx, ex, this.service, attempt, 'status');
         return false;
@@ -195,7 +200,15 @@ class Forward implements Dispatcher.DispatchHandler {
     const id = req.id;
     const list = responseHeaders(raw, ex.route.responseHeaders, id);
     const tap = ex.tap;
-    if (tap !== undefined) ex.sink = tap({ status, headers: withoutRequestId(list, id) }, req);
+    if (tap !== undefined) {
+      try {
+        ex.sink = tap({ status, headers: withoutRequestId(list, id) }, req);
+      } catch (err) {
+        // The gateway's own fault, not the upstream's: the response goes on, untapped.
+        ex.sink = undefined;
+        this.ctx.logger.error('response tap failed', { requestId: id, error: String(err) });
+      }
+    }
     try {
       res.writeHead(status, list);
     } catch (err) {
@@ -278,6 +291,9 @@ function attemptFailed(
 ): void {
   if (ex.state === 'settled' || attempt.end !== undefined) return;
   if (ex.res.headersSent) return failUpstream(ctx, ex, failure, cause);
+  // A connection error on a socket that had started the request (ETIMEDOUT, EHOSTUNREACH on
+  // an open connection) is no proof that nothing was sent: it is a reset, never "not sent".
+  if (attempt.phase !== 'connecting' && NOT_SENT_KINDS.has(failure.kind)) failure = RESET;
   ex.finish(attempt, failure.kind as AttemptEnd);
   attempt.abort?.();
   if (ex.live > 0) return;
@@ -401,6 +417,15 @@ function startAttempt(
     else reject(ex, service.noTarget());
     return false;
   }
+  let pool: Pool;
+  try {
+    pool = service.poolFor(target);
+  } catch (err) {
+    // The service closed (router.close()) while a retry or hedge waited.
+    if (hedge && ex.live > 0) return false;
+    failUpstream(ctx, ex, ex.failure ?? RESET, err);
+    return false;
+  }
   if (!service.preserveHost) h.host = target.host;
   const attempt = new Attempt(target);
   ex.begin(attempt);
@@ -409,13 +434,12 @@ function startAttempt(
     attempt.timer = setTimeout(onPerTry, perTry, ctx, ex, service, attempt);
     attempt.timer.unref();
   }
-  service
-    .poolFor(target)
-    .dispatch(
-      { path: target.path + req.url!, method: req.method!, headers: h, body },
-      new Forward(ctx, ex, service, attempt),
-    );
-  return true;
+  pool.dispatch(
+    { path: target.path + req.url!, method: req.method!, headers: h, body },
+    new Forward(ctx, ex, service, attempt),
+  );
+  // dispatch() may have failed the try inline (undici calls onError synchronously).
+  return (ex.state as ExchangeState) !== 'settled';
 }
 
 /** The first try of a request: the budget counts it, the body is kept for a replay, a hedge is armed. */

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { AttemptEnd } from '@turnpike/core';
 import type { RetryOptions } from './types';
 
@@ -49,8 +50,11 @@ export class RetryBudget {
   private readonly retries: Float64Array;
   private readonly seconds: number;
   private readonly floor: number;
-  /** The second (epoch) the newest bucket counts. */
+  /** The second the newest bucket counts (monotonic clock: a wall-clock step cannot stall it). */
   private head = 0;
+  /** Running totals over the window's buckets. */
+  private requestTotal = 0;
+  private retryTotal = 0;
 
   constructor(
     private readonly ratio: number,
@@ -65,12 +69,14 @@ export class RetryBudget {
 
   /** Moves the window to now: buckets older than the window are emptied. */
   private advance(): number {
-    const now = Math.floor(Date.now() / 1000);
+    const now = Math.floor(performance.now() / 1000);
     const gap = now - this.head;
     if (gap > 0) {
       const n = Math.min(gap, this.seconds);
       for (let i = 1; i <= n; i++) {
         const b = (this.head + i) % this.seconds;
+        this.requestTotal -= this.requests[b]!;
+        this.retryTotal -= this.retries[b]!;
         this.requests[b] = 0;
         this.retries[b] = 0;
       }
@@ -82,19 +88,15 @@ export class RetryBudget {
   /** One request of the service (its first try). */
   deposit(): void {
     this.requests[this.advance()]!++;
+    this.requestTotal++;
   }
 
   /** Takes one retry (or hedge) from the budget; false when it is spent. */
   withdraw(): boolean {
     const b = this.advance();
-    let requests = 0;
-    let retries = 0;
-    for (let i = 0; i < this.seconds; i++) {
-      requests += this.requests[i]!;
-      retries += this.retries[i]!;
-    }
-    if (retries + 1 > this.ratio * requests + this.floor) return false;
+    if (this.retryTotal + 1 > this.ratio * this.requestTotal + this.floor) return false;
     this.retries[b]!++;
+    this.retryTotal++;
     return true;
   }
 }

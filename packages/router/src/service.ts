@@ -76,7 +76,14 @@ export function compileService(name: string, s: ServiceOptions): CompiledService
     retry,
     budget,
     noTarget() {
-      const seconds = retryAfter === undefined ? 1 : Math.max(1, Math.ceil(retryAfter()));
+      let seconds = 1;
+      try {
+        const s = retryAfter?.() ?? 1;
+        // A header value, whatever the picker says: whole seconds from 1 to a day.
+        if (Number.isFinite(s)) seconds = Math.min(86_400, Math.max(1, Math.ceil(s)));
+      } catch {
+        // A picker's retryAfter() that throws: the default second.
+      }
       let err = noTargets.get(seconds);
       if (err === undefined) {
         err = new GatewayError('ERR_TURNPIKE_NO_TARGET', {

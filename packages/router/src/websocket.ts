@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import type { Target } from '@turnpike/core';
 import { Attempt, type Exchange } from './exchange';
-import { failUpstream, prepare, reject, type ForwardContext } from './forward';
+import { PICKER_FAILED, failUpstream, prepare, reject, type ForwardContext } from './forward';
 import { firstValue, responseHeaders } from './headers';
 import type { CompiledRoute } from './route';
 import type { CompiledService } from './service';
@@ -131,7 +131,17 @@ export function upgrader(
     const req = ex.req;
     const client = ex.socket!;
     prepare(ctx, ex, service.timeoutMs);
-    const target = service.pick(req, NONE);
+    let target: Target | undefined;
+    try {
+      target = service.pick(req, NONE);
+    } catch (err) {
+      ctx.logger.error('target picker failed', {
+        requestId: (req as RoutedRequest).id,
+        service: service.name,
+        error: String(err),
+      });
+      return reject(ex, PICKER_FAILED);
+    }
     if (target === undefined) {
       return reject(ex, service.noTarget());
     }
