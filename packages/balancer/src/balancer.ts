@@ -22,7 +22,27 @@ const LATENCY_TAU_MS = 10_000;
 const NO_TARGETS: readonly Target[] = Object.freeze([]);
 
 /** A member with the state the balancer keeps; strategies see it as a {@link Member}. */
+/** Ends in which the target failed: their latency sample is a penalty, not their time. */
+const FAILED_ENDS: ReadonlySet<string> = new Set([
+  'refused',
+  'dns',
+  'connect-timeout',
+  'reset',
+  'timeout',
+  'protocol',
+  'bad-status',
+  'cut-off',
+]);
+
+/** A failure's latency sample: at least a second, and at least twice what the target had. */
+function failurePenalty(m: Member, sample: number): number {
+  return Math.max(sample, 2 * m.latencyMs, FAILURE_PENALTY_MS);
+}
+const FAILURE_PENALTY_MS = 1000;
+
 class MemberState implements Member {
+  /** Set when setTargets removed it: reports of its attempts still running are ignored. */
+  removed = false;
   inFlight = 0;
   latencyMs = 0;
   healthy = true;
@@ -101,10 +121,14 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
   const ejection = emitter<EjectionEvent>();
   const readmission = emitter<ReadmissionEvent>();
 
+  /** Every Target object a member ever had → that member: an attempt reports to the member it started on. */
+  const issued = new WeakMap<Target, MemberState>();
+
   function index(): void {
     byTarget = new Map();
     byUrl = new Map();
     for (const m of members) {
+      issued.set(m.target, m);
       byTarget.set(m.target, m);
       if (!byUrl.has(m.target.url)) byUrl.set(m.target.url, m);
     }
@@ -179,7 +203,10 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
   }
 
   function lookup(target: Target): MemberState | undefined {
-    return byTarget.get(target) ?? (target ? byUrl.get(target.url) : undefined);
+    const m = issued.get(target);
+    // A Target this balancer never handed out (a user's own parse): matched by URL.
+    if (m === undefined) return target ? byUrl.get(target.url) : undefined;
+    return m.removed ? undefined : m;
   }
 
   function attemptStarted(target: Target): void {
@@ -192,8 +219,16 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
     if (!m) return;
     if (m.inFlight > 0) m.inFlight--;
     const end = report.end;
-    if (end === 'cancelled' || end === 'client-gone') return;
-    recordLatency(m, report.latencyMs);
+    if (end === 'client-gone') return;
+    if (end === 'cancelled') {
+      // A hedge's loser: how long it had waited is a lower bound on its latency (else a slow
+      // target that always loses would keep looking fast to p2c). No health verdict.
+      if (report.status === 0 && report.latencyMs > m.latencyMs) recordLatency(m, report.latencyMs);
+      return;
+    }
+    // A failure counts as a slow answer (Finagle's and Linkerd's penalty): a target refusing
+    // in 1 ms must not look like the fastest.
+    recordLatency(m, FAILED_ENDS.has(end) ? failurePenalty(m, report.latencyMs) : report.latencyMs);
     if (detector && detector.record(m, report)) {
       const now = Date.now();
       if (ejected !== 0) sweep(now);
@@ -330,6 +365,7 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
     });
     for (const m of members) {
       if (kept.has(m)) continue;
+      m.removed = true;
       stopChecks(m);
       if (m.ejectedUntil !== 0) ejected--;
     }

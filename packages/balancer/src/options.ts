@@ -97,7 +97,12 @@ const expectStatus: Check<NormalisedHealthCheck['expectStatus']> = (value, path)
 
 const healthShape = object<HealthCheckOptions>(
   {
-    path: string({ pattern: /^\/[^\s]*$/, expected: "a path starting with '/', e.g. '/health'" }),
+    // Visible ASCII only: Node's http.request refuses anything else, and the target would
+    // stay unhealthy from a config that validated.
+    path: string({
+      pattern: /^\/[\x21-\x7e]*$/,
+      expected: "a path of visible ASCII starting with '/', e.g. '/health'",
+    }),
     intervalMs: positiveInt,
     timeoutMs: positiveInt,
     healthyThreshold: positiveInt,

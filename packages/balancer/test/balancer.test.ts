@@ -440,16 +440,29 @@ describe('attempt reports', () => {
     expect(b.status()[0]!.latencyMs).toBeLessThanOrEqual(100);
     b.attemptEnded(a, complete(200, 250.04));
     expect(b.status()[0]!.latencyMs).toBe(250);
-    b.attemptEnded(a, { end: 'refused', status: 0, latencyMs: 400 });
-    expect(b.status()[0]!.latencyMs).toBe(400);
   });
 
-  it('takes no latency from cancelled attempts or gone clients', () => {
+  it('counts a failure as a slow answer: at least 1 s, and at least twice the latency so far', () => {
     const b = balancerOf({ targets: ['http://a'] });
     const a = b.targets[0]!;
-    b.attemptEnded(a, { end: 'cancelled', status: 0, latencyMs: 900 });
+    b.attemptEnded(a, { end: 'refused', status: 0, latencyMs: 1 });
+    expect(b.status()[0]!.latencyMs).toBe(1000);
+    b.attemptEnded(a, { end: 'reset', status: 0, latencyMs: 3 });
+    expect(b.status()[0]!.latencyMs).toBe(2000);
+  });
+
+  it('takes no latency from gone clients, and from a cancelled attempt only a longer wait than known', () => {
+    const b = balancerOf({ targets: ['http://a'] });
+    const a = b.targets[0]!;
     b.attemptEnded(a, { end: 'client-gone', status: 0, latencyMs: 900 });
     expect(b.status()[0]!.latencyMs).toBe(0);
+    // A hedge's loser had waited 900 ms without a head: its latency is at least that.
+    b.attemptEnded(a, { end: 'cancelled', status: 0, latencyMs: 900 });
+    expect(b.status()[0]!.latencyMs).toBe(900);
+    // A shorter wait says nothing (the head might have been near), and one with a head is not a wait.
+    b.attemptEnded(a, { end: 'cancelled', status: 0, latencyMs: 50 });
+    b.attemptEnded(a, { end: 'cancelled', status: 200, latencyMs: 5000 });
+    expect(b.status()[0]!.latencyMs).toBe(900);
   });
 });
 

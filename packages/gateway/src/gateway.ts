@@ -323,7 +323,7 @@ function healthFirst(
       const after = url.charCodeAt(length); // NaN at the end
       if (after === SLASH || after === QUESTION || url.length === length) {
         const q = url.indexOf('?', length);
-        return endpoints.serve(url.slice(length, q === -1 ? undefined : q), req, res, details);
+        if (endpoints.serve(url.slice(length, q === -1 ? undefined : q), req, res, details)) return;
       }
     }
     router(req, res, next);

@@ -40,20 +40,20 @@ export class HealthEndpoints {
   constructor(private readonly balancers: ReadonlyMap<string, Balancer>) {}
 
   /**
-   * Answers a request whose path, below the health path, is `rest` ('' or '/live', '/ready',
-   * '/services', '/services/:name'; the query removed, one trailing slash ignored). Every path
-   * under the health path is answered here: an unknown one is a 404 problem.
+   * Answers a request whose path, below the health path, is `rest` ('/live', '/ready', and with
+   * details '/services', '/services/:name'; the query removed, one trailing slash ignored).
+   * Returns false for any other path, which goes on to the routes: only the endpoints are
+   * taken from them (and a route that could match one is refused at creation).
    */
-  serve(rest: string, req: MountedRequest, res: ServerResponse, details: boolean): void {
+  serve(rest: string, req: MountedRequest, res: ServerResponse, details: boolean): boolean {
     const path = rest.length > 1 && rest.endsWith('/') ? rest.slice(0, -1) : rest;
-    if (path === '/live') return this.live(req, res);
-    if (path === '/ready') return this.ready(req, res);
-    if (details && path === '/services') return this.services(req, res);
-    if (details && path.startsWith('/services/')) {
-      const name = path.slice('/services/'.length);
-      if (!name.includes('/')) return this.service(decode(name), req, res);
-    }
-    sendProblem(req, res, NOT_FOUND);
+    if (path === '/live') this.live(req, res);
+    else if (path === '/ready') this.ready(req, res);
+    else if (details && path === '/services') this.services(req, res);
+    else if (details && path.startsWith('/services/') && !path.includes('/', 10)) {
+      this.service(decode(path.slice('/services/'.length)), req, res);
+    } else return false;
+    return true;
   }
 
   live(req: MountedRequest, res: ServerResponse): void {
