@@ -11,15 +11,13 @@ import {
   hold,
   replyAfter,
   send,
-  upstream,
+  settled,
+  upstreamsAfterEach,
   walk,
-  type Answer,
-  type Upstream,
   type Walk,
 } from './helpers/attempts';
 import { configErrorOf } from './helpers/expectations';
 import {
-  closersAfterEach,
   recordOutcomes,
   startRouter,
   type OutcomeLog,
@@ -27,14 +25,7 @@ import {
 } from './helpers/outcomes';
 import { waitFor } from './helpers/servers';
 
-const closers = closersAfterEach();
-
-/** A started upstream, closed after the test. */
-async function up(name: string, answer?: Answer): Promise<Upstream> {
-  const u = await upstream(name, answer);
-  closers.push(() => u.close());
-  return u;
-}
+const { closers, up } = upstreamsAfterEach();
 
 /**
  * A router at /api: route `/h/**` hedged with `hedge`, route `/**` not; both to service
@@ -55,13 +46,6 @@ async function hedgedRouter(
   const hedges: HedgeEvent[] = [];
   h.router.onHedge((e) => hedges.push(e));
   return { h, picker, log: recordOutcomes(h.router), hedges };
-}
-
-/** Waits until every try started has ended, and at least `tries` started. */
-async function settled(picker: Walk, tries = 0): Promise<void> {
-  await waitFor(
-    () => picker.started.length >= tries && picker.ended.length === picker.started.length,
-  );
 }
 
 describe('a hedged GET or HEAD', () => {

@@ -11,16 +11,15 @@ import {
   reply,
   resetAfterBody,
   send,
-  upstream,
+  settled,
+  upstreamsAfterEach,
   walk,
   walkFunction,
   type Answer,
-  type Upstream,
   type Walk,
 } from './helpers/attempts';
 import { configErrorOf } from './helpers/expectations';
 import {
-  closersAfterEach,
   recordOutcomes,
   startRouter,
   type OutcomeLog,
@@ -29,14 +28,7 @@ import {
 import { waitFor } from './helpers/servers';
 import { blackHole, deadPort, rawUpstream } from './helpers/upstreams';
 
-const closers = closersAfterEach();
-
-/** A started upstream, closed after the test. */
-async function up(name: string, answer?: Answer): Promise<Upstream> {
-  const u = await upstream(name, answer);
-  closers.push(() => u.close());
-  return u;
-}
+const { closers, up } = upstreamsAfterEach();
 
 /** The URL of a port nothing listens on. */
 async function dead(): Promise<string> {
@@ -62,15 +54,6 @@ async function routerOver(
   const retries: RetryEvent[] = [];
   h.router.onRetry((e) => retries.push(e));
   return { h, picker, log: recordOutcomes(h.router), retries };
-}
-
-/** Waits until every try started has ended (attemptEnded once each). */
-async function settled(picker: Walk, tries?: number): Promise<void> {
-  await waitFor(
-    () =>
-      picker.ended.length === picker.started.length &&
-      (tries === undefined || picker.started.length >= tries),
-  );
 }
 
 describe('default retries (no `retries` key): a try refused before any byte was sent', () => {

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { parseTarget, type AttemptEnd, type Target, type TargetPicker } from '@turnpike/core';
-import { listen, type Running } from './servers';
+import { closersAfterEach, fetchResponse } from './outcomes';
+import { listen, waitFor, type Running } from './servers';
 
 /** One try a {@link Walk} heard end. */
 export interface EndedTry {
@@ -176,41 +177,18 @@ export interface Response {
 }
 
 /**
- * Sends one request (a fresh connection, closed after) and reads the whole response. An error
- * while the body is still being written after the response arrived is ignored; an error
- * before any response resolves with status 0 and `error`.
+ * Sends one request (a fresh connection, closed after) and reads the whole response, with
+ * {@link fetchResponse}. An error while the body is still being written after the response
+ * arrived is ignored; an error before any response resolves with status 0 and `error`.
  */
 export function send(
   url: string,
   options: { method?: string; headers?: http.OutgoingHttpHeaders; body?: string | Buffer } = {},
 ): Promise<Response> {
-  return new Promise((resolve) => {
-    let answered = false;
-    const req = http.request(
-      url,
-      { agent: false, method: options.method ?? 'GET', headers: options.headers },
-      (res) => {
-        answered = true;
-        const chunks: Buffer[] = [];
-        const done = (clean: boolean): void =>
-          resolve({
-            status: res.statusCode!,
-            headers: res.headers,
-            body: Buffer.concat(chunks),
-            clean,
-          });
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => done(res.complete));
-        res.on('aborted', () => done(false));
-        res.on('error', () => done(false));
-      },
-    );
-    req.on('error', (error) => {
-      if (!answered)
-        resolve({ status: 0, headers: {}, body: Buffer.alloc(0), clean: false, error });
-    });
-    req.end(options.body);
-  });
+  return fetchResponse(url, options).then(
+    ({ status, headers, body, clean }) => ({ status, headers, body, clean }),
+    (error: Error) => ({ status: 0, headers: {}, body: Buffer.alloc(0), clean: false, error }),
+  );
 }
 
 /** The JSON body {@link reply} answers with. */
@@ -220,4 +198,28 @@ export function answeredBy(res: Response): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * For a test file: `closers`, run after every test (see {@link closersAfterEach}), and `up`,
+ * which starts an {@link upstream} that is closed after the test.
+ */
+export function upstreamsAfterEach(): {
+  closers: (() => Promise<void> | void)[];
+  up: (name: string, answer?: Answer) => Promise<Upstream>;
+} {
+  const closers = closersAfterEach();
+  const up = async (name: string, answer?: Answer): Promise<Upstream> => {
+    const u = await upstream(name, answer);
+    closers.push(() => u.close());
+    return u;
+  };
+  return { closers, up };
+}
+
+/** Waits until every try `picker` saw start has ended, and at least `tries` started. */
+export async function settled(picker: Walk, tries = 0): Promise<void> {
+  await waitFor(
+    () => picker.started.length >= tries && picker.ended.length === picker.started.length,
+  );
 }

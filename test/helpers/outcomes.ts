@@ -127,14 +127,20 @@ export interface Received {
   clean: boolean;
 }
 
-/** Sends one request with node:http and reads the whole response (a fresh connection each, closed after). */
+/**
+ * Sends one request with node:http and reads the whole response (a fresh connection each, closed
+ * after). Rejects when the request fails before any response; an error while the body is still
+ * being written after the response arrived is ignored.
+ */
 export function fetchResponse(
   url: string,
   options: http.RequestOptions & { body?: string | Buffer } = {},
 ): Promise<Received> {
   const { body, ...rest } = options;
   return new Promise((resolve, reject) => {
+    let answered = false;
     const req = http.request(url, { agent: false, ...rest }, (res) => {
+      answered = true;
       const chunks: Buffer[] = [];
       const done = (clean: boolean): void =>
         resolve({
@@ -149,7 +155,9 @@ export function fetchResponse(
       res.on('aborted', () => done(false));
       res.on('error', () => done(false));
     });
-    req.on('error', reject);
+    req.on('error', (err) => {
+      if (!answered) reject(err);
+    });
     req.end(body);
   });
 }
