@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { ConfigError, join, type AttemptReport, type Target } from '@turnpike/core';
+import { ConfigError, isFailedEnd, join, type AttemptReport, type Target } from '@turnpike/core';
 import { Prober } from './health';
 import { parseOptions, parseTargetsOrNone, type NormalisedHealthCheck } from './options';
 import { OutlierDetector, readmit } from './outlier';
@@ -22,18 +22,6 @@ const LATENCY_TAU_MS = 10_000;
 const NO_TARGETS: readonly Target[] = Object.freeze([]);
 
 /** A member with the state the balancer keeps; strategies see it as a {@link Member}. */
-/** Ends in which the target failed: their latency sample is a penalty, not their time. */
-const FAILED_ENDS: ReadonlySet<string> = new Set([
-  'refused',
-  'dns',
-  'connect-timeout',
-  'reset',
-  'timeout',
-  'protocol',
-  'bad-status',
-  'cut-off',
-]);
-
 /** A failure's latency sample: at least a second, and at least twice what the target had. */
 function failurePenalty(m: Member, sample: number): number {
   return Math.max(sample, 2 * m.latencyMs, FAILURE_PENALTY_MS);
@@ -228,7 +216,7 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
     }
     // A failure counts as a slow answer (Finagle's and Linkerd's penalty): a target refusing
     // in 1 ms must not look like the fastest.
-    recordLatency(m, FAILED_ENDS.has(end) ? failurePenalty(m, report.latencyMs) : report.latencyMs);
+    recordLatency(m, isFailedEnd(end) ? failurePenalty(m, report.latencyMs) : report.latencyMs);
     if (detector && detector.record(m, report)) {
       const now = Date.now();
       if (ejected !== 0) sweep(now);

@@ -1,4 +1,4 @@
-import type { AttemptReport } from '@turnpike/core';
+import { isFailedEnd, type AttemptReport } from '@turnpike/core';
 import type { NormalisedOutlier } from './options';
 
 /** What an attempt's end says of its target: a failure, a success, or nothing. */
@@ -34,20 +34,11 @@ export class OutlierDetector {
         return report.status >= 0 && report.status < 600 && this.failing[report.status] === 1
           ? Verdict.Failure
           : Verdict.Success;
-      case 'refused':
-      case 'dns':
-      case 'connect-timeout':
-      case 'reset':
-      case 'timeout':
-      case 'protocol':
-      case 'bad-status':
-      case 'cut-off':
-        return Verdict.Failure;
       case 'cancelled':
       case 'client-gone':
         return Verdict.Neutral;
       default:
-        return Verdict.Success;
+        return isFailedEnd(report.end) ? Verdict.Failure : Verdict.Success;
     }
   }
 

@@ -5,7 +5,7 @@ export type { GatewayErrorCode, GatewayErrorOptions } from './errors';
 export { sendProblem, toProblem, PROBLEM_CONTENT_TYPE } from './problem';
 export type { ProblemBody } from './problem';
 /** Types shared between packages. */
-export { silentLogger } from './types';
+export { isFailedEnd, silentLogger } from './types';
 export type {
   AttemptEnd,
   AttemptReport,

@@ -56,6 +56,23 @@ export type AttemptEnd =
   | 'cancelled'
   | 'client-gone';
 
+/** The ends in which the upstream itself failed: what passive health, breakers and p2c count. */
+const FAILED_ENDS: ReadonlySet<string> = new Set<AttemptEnd>([
+  'cut-off',
+  'refused',
+  'dns',
+  'connect-timeout',
+  'reset',
+  'timeout',
+  'protocol',
+  'bad-status',
+]);
+
+/** True when an attempt (or a request) that ended so is a failure of its upstream. */
+export function isFailedEnd(end: string): boolean {
+  return FAILED_ENDS.has(end);
+}
+
 /** One finished upstream attempt, reported to the target picker that chose its target. */
 export interface AttemptReport {
   readonly end: AttemptEnd;

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { AttemptEnd, GatewayError, Target } from '@turnpike/core';
+import { isFailedEnd, type AttemptEnd, type GatewayError, type Target } from '@turnpike/core';
 import type { RouteInfo } from './types';
 
 /** Where an upstream call is: each step happens once, in this order. */
@@ -80,19 +80,8 @@ export type OutcomeListener = (outcome: Outcome) => void;
 
 /** True for the kinds in which the upstream itself failed (passive health and breakers count these). */
 export function isUpstreamFailure(kind: OutcomeKind): boolean {
-  return FAILURES.has(kind);
+  return isFailedEnd(kind);
 }
-
-const FAILURES: ReadonlySet<OutcomeKind> = new Set<OutcomeKind>([
-  'cut-off',
-  'refused',
-  'dns',
-  'connect-timeout',
-  'reset',
-  'timeout',
-  'protocol',
-  'bad-status',
-]);
 
 /** Listeners of one kind of event: costs one length check per event when there are none. */
 export class Listeners<T> {
