@@ -21,13 +21,25 @@ export { parseTargets } from './options';
 const LATENCY_TAU_MS = 10_000;
 const NO_TARGETS: readonly Target[] = Object.freeze([]);
 
-/** A member with the state the balancer keeps; strategies see it as a {@link Member}. */
-/** A failure's latency sample: at least a second, and at least twice what the target had. */
-function failurePenalty(m: Member, sample: number): number {
-  return Math.max(sample, 2 * m.latencyMs, FAILURE_PENALTY_MS);
-}
+/** The least a failure counts as, in ms. */
 const FAILURE_PENALTY_MS = 1000;
+/** The most a failure's penalty grows to by doubling, in ms (the latency's decay time). */
+const FAILURE_PENALTY_MAX_MS = LATENCY_TAU_MS;
+/** The most retryAfter() says, in s (a day). */
+const RETRY_AFTER_MAX_S = 86_400;
 
+/**
+ * A failure's latency sample: twice the latency so far, at least 1 s and at most 10 s, so
+ * failures in a row double it up to a bound it decays from once the target answers again;
+ * never below the latency so far or the attempt's own time, so a failure never makes a
+ * target look faster.
+ */
+function failurePenalty(current: number, sample: number): number {
+  const doubled = Math.min(Math.max(2 * current, FAILURE_PENALTY_MS), FAILURE_PENALTY_MAX_MS);
+  return Math.max(sample, current, doubled);
+}
+
+/** A member with the state the balancer keeps; strategies see it as a {@link Member}. */
 class MemberState implements Member {
   /** Set when setTargets removed it: reports of its attempts still running are ignored. */
   removed = false;
@@ -100,7 +112,6 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
     parsed.targets.map((t, i) => new MemberState(t, i)),
   );
   let targets: readonly Target[] = Object.freeze([...parsed.targets]);
-  let byTarget = new Map<Target, MemberState>();
   let byUrl = new Map<string, MemberState>();
   let ejected = 0;
   let closed = false;
@@ -113,11 +124,9 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
   const issued = new WeakMap<Target, MemberState>();
 
   function index(): void {
-    byTarget = new Map();
     byUrl = new Map();
     for (const m of members) {
       issued.set(m.target, m);
-      byTarget.set(m.target, m);
       if (!byUrl.has(m.target.url)) byUrl.set(m.target.url, m);
     }
   }
@@ -214,9 +223,12 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
       if (report.status === 0 && report.latencyMs > m.latencyMs) recordLatency(m, report.latencyMs);
       return;
     }
-    // A failure counts as a slow answer (Finagle's and Linkerd's penalty): a target refusing
+    // A failure counts as a slow answer (a penalty sample, not its time): a target refusing
     // in 1 ms must not look like the fastest.
-    recordLatency(m, isFailedEnd(end) ? failurePenalty(m, report.latencyMs) : report.latencyMs);
+    recordLatency(
+      m,
+      isFailedEnd(end) ? failurePenalty(m.latencyMs, report.latencyMs) : report.latencyMs,
+    );
     if (detector && detector.record(m, report)) {
       const now = Date.now();
       if (ejected !== 0) sweep(now);
@@ -290,8 +302,10 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
       if (m.ejectedUntil !== 0 && m.ejectedUntil < earliest) earliest = m.ejectedUntil;
       if (!m.healthy && m.prober && m.prober.nextAt < earliest) earliest = m.prober.nextAt;
     }
-    if (earliest === Infinity) return 1;
-    return Math.max(1, Math.ceil((earliest - now) / 1000));
+    const seconds = Math.ceil((earliest - now) / 1000);
+    // Whole seconds for Retry-After: never NaN or Infinity, at least 1, at most a day.
+    if (!Number.isFinite(seconds)) return 1;
+    return Math.min(RETRY_AFTER_MAX_S, Math.max(1, seconds));
   }
 
   function hasHealthy(): boolean {

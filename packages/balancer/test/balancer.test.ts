@@ -52,6 +52,22 @@ describe('createBalancer: options', () => {
     ['a non-boolean panic', { panic: 'yes' }, 'balancer.panic'],
     ['a healthCheck without path', { healthCheck: {} }, 'balancer.healthCheck.path'],
     ['a relative health path', { healthCheck: { path: 'health' } }, 'balancer.healthCheck.path'],
+    // Node's http.request refuses characters above \xff: the target would never pass a check.
+    [
+      'a health path with a character above \\xff',
+      { healthCheck: { path: '/health/\u20ac' } },
+      'balancer.healthCheck.path',
+    ],
+    [
+      'a health path with a latin-1 character',
+      { healthCheck: { path: '/h\u00e9alth' } },
+      'balancer.healthCheck.path',
+    ],
+    [
+      'a health path with a control character',
+      { healthCheck: { path: '/health\x7f' } },
+      'balancer.healthCheck.path',
+    ],
     [
       'an unknown healthCheck key',
       { healthCheck: { path: '/h', interval: 5 } },
@@ -464,6 +480,50 @@ describe('attempt reports', () => {
     b.attemptEnded(a, { end: 'cancelled', status: 200, latencyMs: 5000 });
     expect(b.status()[0]!.latencyMs).toBe(900);
   });
+
+  it('bounds the penalty of failures in a row at 10 s, and never lowers the latency on a failure', () => {
+    const b = balancerOf({ targets: ['http://a', 'http://b'], outlier: false });
+    const [a, slow] = b.targets as [Target, Target];
+    for (let i = 0; i < 60; i++) b.attemptEnded(a, { end: 'refused', status: 0, latencyMs: 1 });
+    expect(b.status()[0]!.latencyMs).toBe(10_000);
+    // A target slower than the bound keeps its latency when it fails fast.
+    b.attemptEnded(slow, complete(200, 20_000));
+    b.attemptEnded(slow, { end: 'reset', status: 0, latencyMs: 2 });
+    expect(b.status()[1]!.latencyMs).toBe(20_000);
+    // A failure that took longer than the penalty counts as its time.
+    b.attemptEnded(slow, { end: 'timeout', status: 0, latencyMs: 30_000 });
+    expect(b.status()[1]!.latencyMs).toBe(30_000);
+  });
+
+  it('p2c: a target that fails fast gets no first try while the other answers', () => {
+    const b = balancerOf({
+      targets: ['http://bad', 'http://good'],
+      strategy: 'p2c',
+      outlier: false,
+    });
+    const [bad, good] = b.targets as [Target, Target];
+    for (let i = 0; i < 20; i++) {
+      b.attemptStarted(bad);
+      b.attemptEnded(bad, { end: 'refused', status: 0, latencyMs: 1 });
+      b.attemptStarted(good);
+      b.attemptEnded(good, complete(200, 20));
+    }
+    expect(picks(b, 100).filter((url) => url === 'http://bad')).toEqual([]);
+  });
+
+  it('p2c: a target that always loses the hedge (cancelled without a head) is not preferred', () => {
+    const b = balancerOf({ targets: ['http://slow', 'http://fast'], strategy: 'p2c' });
+    const [slow, fast] = b.targets as [Target, Target];
+    for (let i = 0; i < 20; i++) {
+      // The slow target was tried first; after 30 ms the hedge went to the fast one, which won.
+      b.attemptStarted(slow);
+      b.attemptStarted(fast);
+      b.attemptEnded(fast, complete(200, 5));
+      b.attemptEnded(slow, { end: 'cancelled', status: 0, latencyMs: 30 });
+    }
+    expect(b.status()[0]!.latencyMs).toBe(30);
+    expect(picks(b, 100).filter((url) => url === 'http://slow')).toEqual([]);
+  });
 });
 
 describe('status', () => {
@@ -500,6 +560,22 @@ describe('status', () => {
     expect(b.retryAfter()).toBe(1);
     const { retryAfter } = b;
     expect(retryAfter()).toBe(1);
+  });
+
+  it('says retryAfter in whole seconds from 1 to a day, never NaN or Infinity', () => {
+    const b = balancerOf({
+      targets: ['http://a', 'http://b'],
+      outlier: { consecutiveFailures: 1, baseEjectionMs: 1e12, maxEjectionPercent: 100 },
+    });
+    for (const t of b.targets) b.attemptEnded(t, { end: 'refused', status: 0, latencyMs: 1 });
+    expect(b.hasHealthy()).toBe(false);
+    expect(b.retryAfter()).toBe(86_400); // an ejection of ~31 years
+    const now = jest.spyOn(Date, 'now').mockReturnValue(Number.NaN); // a broken clock
+    try {
+      expect(b.retryAfter()).toBe(1);
+    } finally {
+      now.mockRestore();
+    }
   });
 });
 
@@ -560,6 +636,34 @@ describe('setTargets', () => {
     b.attemptStarted(a);
     expect(b.status()).toEqual([expect.objectContaining({ url: 'http://b', inFlight: 0 })]);
     expect(picks(b, 2)).toEqual(['http://b', 'http://b']);
+  });
+
+  it("dropping a URL and adding it back: the old member's attempts leave the new member alone", () => {
+    const b = balancerOf({
+      targets: ['http://a', 'http://b'],
+      strategy: 'least-connections',
+      outlier: { consecutiveFailures: 1, maxEjectionPercent: 100 },
+    });
+    const old = b.targets[0]!;
+    b.attemptStarted(old);
+    b.attemptStarted(old);
+    b.setTargets(['http://b']);
+    b.setTargets(['http://a', 'http://b']);
+    const fresh = b.targets[0]!;
+    expect(fresh).not.toBe(old);
+    b.attemptStarted(fresh);
+    // The attempts started on the old member end now: they count on nothing.
+    b.attemptEnded(old, complete(200, 900));
+    b.attemptEnded(old, { end: 'refused', status: 0, latencyMs: 1 });
+    expect(b.status()[0]).toMatchObject({
+      url: 'http://a',
+      inFlight: 1,
+      latencyMs: 0,
+      state: 'healthy',
+      consecutiveFailures: 0,
+    });
+    b.attemptEnded(fresh, complete(200, 7));
+    expect(b.status()[0]).toMatchObject({ inFlight: 0, latencyMs: 7 });
   });
 
   it('allows an empty list: every pick is then undefined', () => {
