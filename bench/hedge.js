@@ -9,16 +9,15 @@
  * The load is open-loop and paced in this process (one request every 1/BENCH_RATE s, latency
  * counted from the time the request was due, so a late send counts as latency); see
  * bench/README.md ("Balancing and hedging benchmarks") for why it is not autocannon's
- * overallRate, the knobs and the output. Helpers come from bench/balance.js.
+ * overallRate, the knobs and the output. The helpers it shares are in bench/lib.js.
  */
 
 const http = require('node:http');
 const os = require('node:os');
-const fs = require('node:fs');
 const { performance } = require('node:perf_hooks');
 const path = require('node:path');
 const { URL } = require('node:url');
-const b = require('./balance');
+const lib = require('./lib');
 
 const SELF = path.join(__dirname, 'hedge.js');
 
@@ -26,11 +25,11 @@ const SLOW = 'u1'; // the upstreams child delays u1's answers
 
 function settings() {
   return {
-    ...b.commonSettings(),
-    configs: b.envNames(Object.keys(CONFIGS)),
-    rate: b.envNumber('BENCH_RATE', 500, { min: 1 }),
-    slowMs: b.envNumber('BENCH_SLOW_MS', 50, { min: 0 }),
-    hedgeMs: b.envNumber('BENCH_HEDGE_MS', 10, { min: 1 }),
+    ...lib.commonSettings(),
+    configs: lib.envNames(Object.keys(CONFIGS)),
+    rate: lib.envNumber('BENCH_RATE', 500, { min: 1 }),
+    slowMs: lib.envNumber('BENCH_SLOW_MS', 50, { min: 0 }),
+    hedgeMs: lib.envNumber('BENCH_HEDGE_MS', 10, { min: 1 }),
   };
 }
 
@@ -40,12 +39,12 @@ const BUDGET = { ratio: 1, minPerSecond: 1000 };
 const CONFIGS = {
   'no-hedge': {
     what: 'round-robin, no hedge',
-    make: (urls) => b.turnpikeUse({ targets: urls, balancer: 'round-robin' }),
+    make: (urls) => lib.turnpikeUse({ targets: urls, balancer: 'round-robin' }),
   },
   hedge: {
     what: 'round-robin, hedge afterMs {ms}, budget ratio 1 / minPerSecond 1000',
     make: (urls, hedgeMs) =>
-      b.turnpikeUse(
+      lib.turnpikeUse(
         { targets: urls, balancer: 'round-robin', retries: { budget: BUDGET } },
         { hedge: { afterMs: hedgeMs } },
       ),
@@ -81,9 +80,9 @@ function paced(url, rate, seconds, sockets) {
           res.on('data', (c) => chunks.push(c));
           res.on('end', () => {
             tEnd = performance.now();
-            const name = res.headers[b.NAME_HEADER] || '?';
+            const name = res.headers[lib.NAME_HEADER] || '?';
             if (res.statusCode < 200 || res.statusCode > 299) r.non2xx++;
-            else if (!b.BODY.equals(Buffer.concat(chunks))) r.mismatches++;
+            else if (!lib.BODY.equals(Buffer.concat(chunks))) r.mismatches++;
             else {
               r.completed++;
               r.latencies.push(tEnd - due);
@@ -114,18 +113,18 @@ function quantile(sorted, q) {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
 }
 
-const problems = (m) => m.non2xx + m.errors + m.mismatches;
+const { problems } = lib;
 
 async function measure(gw, upChild, s) {
   const before = {
-    gw: await b.cpuOf(gw.child),
-    up: await b.upstreamCounts(upChild),
+    gw: await lib.cpuOf(gw.child),
+    up: await lib.upstreamCounts(upChild),
   };
   const r = await paced(gw.url, s.rate, s.durationS, s.connections);
-  await b.sleep(Math.max(100, s.slowMs + 50)); // the last legs reach the upstreams
-  const after = { gw: await b.cpuOf(gw.child), up: await b.upstreamCounts(upChild) };
+  await lib.sleep(Math.max(100, s.slowMs + 50)); // the last legs reach the upstreams
+  const after = { gw: await lib.cpuOf(gw.child), up: await lib.upstreamCounts(upChild) };
   const lat = r.latencies.sort((x, y) => x - y);
-  const upstream = b.countsDelta(after.up, before.up).map((c) => c.requests);
+  const upstream = lib.countsDelta(after.up, before.up).map((c) => c.requests);
   const cpu = after.gw.micros - before.gw.micros;
   return {
     rps: r.completed / r.wallS,
@@ -143,7 +142,7 @@ async function measure(gw, upChild, s) {
     slowShare: r.completed > 0 ? (r.by[SLOW] || 0) / r.completed : NaN,
     answeredBy: r.by,
     upstreamRequests: upstream,
-    upstreamExtra: b.sum(upstream) - r.sent,
+    upstreamExtra: lib.sum(upstream) - r.sent,
     hedgeEvents: after.gw.stats.hedges - before.gw.stats.hedges,
   };
 }
@@ -161,8 +160,8 @@ function repLine(rep, reps, name, m) {
 }
 
 function resultOf(rs) {
-  const med = (k, d = 1) => b.round(b.median(rs.map((r) => r[k])), d);
-  const tot = (k) => b.sum(rs.map((r) => r[k]));
+  const med = (k, d = 1) => lib.round(lib.median(rs.map((r) => r[k])), d);
+  const tot = (k) => lib.sum(rs.map((r) => r[k]));
   const sent = tot('sent');
   return {
     rps: med('rps', 0),
@@ -172,14 +171,14 @@ function resultOf(rs) {
     maxMs: med('max'),
     cpuMicrosPerRequest: med('cpuMicrosPerRequest', 0),
     gatewayCpuPercent: med('gatewayCpuPercent', 0),
-    slowSharePercent: b.round(100 * b.median(rs.map((r) => r.slowShare)), 1),
+    slowSharePercent: lib.round(100 * lib.median(rs.map((r) => r.slowShare)), 1),
     sent,
     completed: tot('completed'),
     non2xx: tot('non2xx'),
     errors: tot('errors'),
     mismatches: tot('mismatches'),
     upstreamExtra: tot('upstreamExtra'),
-    upstreamExtraPercent: b.round((100 * tot('upstreamExtra')) / sent, 1),
+    upstreamExtraPercent: lib.round((100 * tot('upstreamExtra')) / sent, 1),
     hedgeEvents: tot('hedgeEvents'),
     reps: rs.map((r) => {
       const { answeredBy, upstreamRequests, ...rest } = r;
@@ -212,25 +211,25 @@ function hedgeTable(results, s) {
       name,
       what,
       String(s.rate),
-      b.cell(r.rps),
-      b.cell(r.p50Ms, 1),
-      b.cell(r.p90Ms, 1),
-      b.cell(r.p99Ms, 1),
-      b.cell(r.maxMs, 1),
-      b.cell(r.cpuMicrosPerRequest),
-      b.cell(r.gatewayCpuPercent),
-      b.cell(r.slowSharePercent, 1, ' %'),
-      `${r.upstreamExtra} (${b.cell(r.upstreamExtraPercent, 1, ' %')}) / ${r.hedgeEvents}`,
+      lib.cell(r.rps),
+      lib.cell(r.p50Ms, 1),
+      lib.cell(r.p90Ms, 1),
+      lib.cell(r.p99Ms, 1),
+      lib.cell(r.maxMs, 1),
+      lib.cell(r.cpuMicrosPerRequest),
+      lib.cell(r.gatewayCpuPercent),
+      lib.cell(r.slowSharePercent, 1, ' %'),
+      `${r.upstreamExtra} (${lib.cell(r.upstreamExtraPercent, 1, ' %')}) / ${r.hedgeEvents}`,
       `${r.non2xx} / ${r.errors} / ${r.mismatches}`,
     ];
   });
-  return b.markdownTable([head, ...rows]);
+  return lib.markdownTable([head, ...rows]);
 }
 
 async function main() {
   const s = settings();
   const cpuCount = os.availableParallelism();
-  const plan = b.pinPlan();
+  const plan = lib.pinPlan();
   console.log(
     `bench: fixed rate ${s.rate} req/s (open loop, ≤ ${s.connections} connections), warm-up ${s.warmupS} s ` +
       `then measure ${s.durationS} s, ${s.reps} rep(s) interleaved over ${s.configs.join(', ')}; ` +
@@ -246,56 +245,24 @@ async function main() {
       ? `bench: pinned: gateways on CPU ${plan.proxy}, upstreams + load on CPU ${plan.load}`
       : `bench: not pinned (${plan.why}); figures are noisier`,
   );
-  const up = await b.startUpstreams(SELF, plan, [String(s.slowMs)]);
+  const up = await lib.startUpstreams(SELF, plan, [String(s.slowMs)]);
   const results = {};
-  const ready = [];
-  for (const name of s.configs) {
-    const started = await b.start(SELF, [name, JSON.stringify(up.urls), String(s.hedgeMs)]);
-    if (started.status !== 'ready') {
-      results[name] = { status: 'failed', why: started.why };
-      console.log(`bench: ${name}: FAILED to start (${started.why})`);
-      continue;
-    }
-    if (plan.ok) b.pin(started.child.pid, plan.proxy);
-    const url = `http://127.0.0.1:${started.ports[0]}`;
-    const p = await b.get(`${url}/api/probe`).catch((err) => ({ status: err.code, body: '' }));
-    if (p.status !== 200 || !b.BODY.equals(p.body)) {
-      results[name] = { status: 'failed', why: `probe answered ${p.status}` };
-      console.log(`bench: ${name}: FAILED the probe (${p.status})`);
-      await b.stop(started.child);
-      continue;
-    }
-    ready.push({ name, child: started.child, url });
-  }
+  const args = [JSON.stringify(up.urls), String(s.hedgeMs)];
+  const started = await lib.startAll(SELF, s.configs, args, plan, results);
+  const ready = await lib.probeAll(started, results, (gw) => lib.probeBody(gw.url));
 
-  const runs = Object.fromEntries(ready.map((g) => [g.name, []]));
-  const warmupProblems = {};
-  for (let rep = 1; rep <= s.reps; rep++) {
-    const k = (rep - 1) % ready.length;
-    for (const gw of [...ready.slice(k), ...ready.slice(0, k)]) {
-      if (s.warmupS > 0) {
-        const w = await paced(gw.url, s.rate, s.warmupS, s.connections);
-        warmupProblems[gw.name] = (warmupProblems[gw.name] || 0) + problems(w);
-      }
-      const m = await measure(gw, up.child, s);
-      runs[gw.name].push(m);
-      console.log(repLine(rep, s.reps, gw.name, m));
-    }
-  }
+  const { runs, warmupProblems } = await lib.runReps(ready, s.reps, {
+    warmup: s.warmupS > 0 ? (gw) => paced(gw.url, s.rate, s.warmupS, s.connections) : undefined,
+    measure: (gw) => measure(gw, up.child, s),
+    line: repLine,
+  });
   for (const g of ready) results[g.name] = { status: 'measured', ...resultOf(runs[g.name]) };
   const ordered = Object.fromEntries(s.configs.map((n) => [n, results[n]]));
 
   const notes = [];
   for (const [name, r] of Object.entries(ordered)) {
-    if (r.status === 'failed') notes.push(`${name}: FAILED: ${r.why}.`);
+    notes.push(...lib.configNotes(name, r, warmupProblems));
     if (r.status !== 'measured') continue;
-    if (problems(r) > 0) {
-      notes.push(
-        `${name}: ${r.non2xx} non-2xx, ${r.errors} errors/timeouts, ${r.mismatches} wrong bodies: NOT valid.`,
-      );
-    }
-    if (warmupProblems[name] > 0)
-      notes.push(`${name}: ${warmupProblems[name]} problems during warm-up.`);
     if (r.rps < 0.95 * s.rate) {
       notes.push(
         `${name}: achieved ${r.rps} req/s, under 95 % of the ${s.rate} asked: the gateway or the load fell behind.`,
@@ -323,10 +290,7 @@ async function main() {
     !(h && h.status === 'measured' && h.hedgeEvents === 0 && h.upstreamExtra <= 0);
   const md = hedgeTable(ordered, s);
   if (s.json) {
-    const doc = {
-      bench: 'hedge',
-      date: new Date().toISOString(),
-      node: process.version,
+    lib.writeJson(s.json, 'hedge', {
       cpus: cpuCount,
       pinned: plan.ok,
       settings: { ...s, json: undefined, budget: BUDGET },
@@ -334,18 +298,14 @@ async function main() {
       configs: ordered,
       notes,
       table: md,
-    };
-    fs.writeFileSync(s.json, `${JSON.stringify(doc, null, 2)}\n`);
+    });
   }
-  console.log(`\n${notes.map((l) => `- ${l}`).join('\n')}\n`);
-  console.log(`Medians of ${s.reps} rep(s); hedge counts are totals over the measured reps.\n`);
-  console.log(md);
-  if (!ok) console.error('\nbench: some figures are missing or NOT valid (see above).');
-  return ok ? 0 : 1;
+  const about = `Medians of ${s.reps} rep(s); hedge counts are totals over the measured reps.`;
+  return lib.finish(notes, about, md, ok);
 }
 
 const [role, arg, extra] = process.argv.slice(2);
-if (role === 'upstreams') b.runChild(() => b.upstreams({ n: 3, slowMs: Number(arg) }));
+if (role === 'upstreams') lib.runChild(() => lib.upstreams({ n: 3, slowMs: Number(arg) }));
 else if (Object.prototype.hasOwnProperty.call(CONFIGS, role)) {
-  b.runChild(() => CONFIGS[role].make(JSON.parse(arg), Number(extra)));
-} else b.runParent(main);
+  lib.runChild(() => CONFIGS[role].make(JSON.parse(arg), Number(extra)));
+} else lib.runParent(main);

@@ -8,44 +8,37 @@ import {
 } from '@turnpike/router';
 import {
   answeredBy,
+  attemptsAfterEach,
   hold,
   replyAfter,
   send,
   settled,
-  upstreamsAfterEach,
-  walk,
   type Walk,
+  type WalkService,
 } from './helpers/attempts';
 import { configErrorOf } from './helpers/expectations';
-import {
-  recordOutcomes,
-  startRouter,
-  type OutcomeLog,
-  type RouterHarness,
-} from './helpers/outcomes';
+import type { OutcomeLog, RouterHarness } from './helpers/outcomes';
 import { waitFor } from './helpers/servers';
 
-const { closers, up } = upstreamsAfterEach();
+const { closers, up, walkRouter } = attemptsAfterEach();
 
 /**
  * A router at /api: route `/h/**` hedged with `hedge`, route `/**` not; both to service
- * `svc`, whose target walks `urls`. Outcomes and hedge events recorded.
+ * `svc`, whose target walks `urls` (see {@link walkRouter}). Outcomes and hedge events recorded.
  */
 async function hedgedRouter(
   urls: readonly string[],
   hedge: HedgeOptions,
-  service: { retries?: RetryOptions | false; timeoutMs?: number } = {},
+  service: WalkService = {},
 ): Promise<{ h: RouterHarness; picker: Walk; log: OutcomeLog; hedges: HedgeEvent[] }> {
-  const picker = walk(urls);
   const routes: RouteOptions[] = [
     { path: '/h/**', service: 'svc', hedge, name: 'hedged' },
     { path: '/**', service: 'svc', name: 'plain' },
   ];
-  const h = await startRouter({ services: { svc: { target: picker, ...service } }, routes });
-  closers.push(() => h.close());
+  const harness = await walkRouter(urls, service, { routes });
   const hedges: HedgeEvent[] = [];
-  h.router.onHedge((e) => hedges.push(e));
-  return { h, picker, log: recordOutcomes(h.router), hedges };
+  harness.h.router.onHedge((e) => hedges.push(e));
+  return { ...harness, hedges };
 }
 
 describe('a hedged GET or HEAD', () => {

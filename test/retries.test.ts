@@ -7,53 +7,39 @@ import {
 } from '@turnpike/router';
 import {
   answeredBy,
+  attemptsAfterEach,
   hold,
   reply,
   resetAfterBody,
   send,
   settled,
-  upstreamsAfterEach,
-  walk,
   walkFunction,
   type Answer,
   type Walk,
+  type WalkService,
 } from './helpers/attempts';
 import { configErrorOf } from './helpers/expectations';
-import {
-  recordOutcomes,
-  startRouter,
-  type OutcomeLog,
-  type RouterHarness,
-} from './helpers/outcomes';
+import { startRouter, type OutcomeLog, type RouterHarness } from './helpers/outcomes';
 import { waitFor } from './helpers/servers';
 import { blackHole, deadPort, rawUpstream } from './helpers/upstreams';
 
-const { closers, up } = upstreamsAfterEach();
+const { closers, up, walkRouter } = attemptsAfterEach();
 
 /** The URL of a port nothing listens on. */
 async function dead(): Promise<string> {
   return `http://127.0.0.1:${await deadPort()}`;
 }
 
-/**
- * A router at /api, one catch-all route to service `svc` whose target walks `urls` (see
- * {@link walk}); outcomes and retry events recorded.
- */
+/** {@link walkRouter} (one catch-all route), its retry events recorded. */
 async function routerOver(
   urls: readonly string[],
-  service: { retries?: RetryOptions | false; timeoutMs?: number } = {},
+  service: WalkService = {},
   router: Partial<RouterOptions> = {},
 ): Promise<{ h: RouterHarness; picker: Walk; log: OutcomeLog; retries: RetryEvent[] }> {
-  const picker = walk(urls);
-  const h = await startRouter({
-    services: { svc: { target: picker, ...service } },
-    routes: [{ path: '/**', service: 'svc' }],
-    ...router,
-  });
-  closers.push(() => h.close());
+  const harness = await walkRouter(urls, service, router);
   const retries: RetryEvent[] = [];
-  h.router.onRetry((e) => retries.push(e));
-  return { h, picker, log: recordOutcomes(h.router), retries };
+  harness.h.router.onRetry((e) => retries.push(e));
+  return { ...harness, retries };
 }
 
 describe('default retries (no `retries` key): a try refused before any byte was sent', () => {

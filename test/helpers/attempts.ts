@@ -1,6 +1,14 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { parseTarget, type AttemptEnd, type Target, type TargetPicker } from '@turnpike/core';
-import { closersAfterEach, fetchResponse } from './outcomes';
+import type { RetryOptions, RouterOptions } from '@turnpike/router';
+import {
+  closersAfterEach,
+  fetchResponse,
+  recordOutcomes,
+  startRouter,
+  type OutcomeLog,
+  type RouterHarness,
+} from './outcomes';
 import { listen, waitFor, type Running } from './servers';
 
 /** One try a {@link Walk} heard end. */
@@ -200,21 +208,51 @@ export function answeredBy(res: Response): string | undefined {
   }
 }
 
-/**
- * For a test file: `closers`, run after every test (see {@link closersAfterEach}), and `up`,
- * which starts an {@link upstream} that is closed after the test.
- */
-export function upstreamsAfterEach(): {
-  closers: (() => Promise<void> | void)[];
-  up: (name: string, answer?: Answer) => Promise<Upstream>;
-} {
+/** What {@link AttemptsHarness.walkRouter} sets on the service `svc` besides its target. */
+export interface WalkService {
+  retries?: RetryOptions | false;
+  timeoutMs?: number;
+}
+
+/** The setup of a test file on retries or hedging; what it starts is closed after each test. */
+export interface AttemptsHarness {
+  /** Run after every test, last first (see {@link closersAfterEach}). */
+  readonly closers: (() => Promise<void> | void)[];
+  /** Starts an {@link upstream}. */
+  readonly up: (name: string, answer?: Answer) => Promise<Upstream>;
+  /**
+   * Starts a router at /api (see {@link startRouter}) with one catch-all route (unless `router`
+   * has `routes`) to service `svc`, whose target walks `urls` (see {@link walk}); outcomes
+   * recorded.
+   */
+  readonly walkRouter: (
+    urls: readonly string[],
+    service?: WalkService,
+    router?: Partial<RouterOptions>,
+  ) => Promise<{ h: RouterHarness; picker: Walk; log: OutcomeLog }>;
+}
+
+/** An {@link AttemptsHarness} for this test file (call it at the top level). */
+export function attemptsAfterEach(): AttemptsHarness {
   const closers = closersAfterEach();
-  const up = async (name: string, answer?: Answer): Promise<Upstream> => {
-    const u = await upstream(name, answer);
-    closers.push(() => u.close());
-    return u;
+  return {
+    closers,
+    async up(name, answer) {
+      const u = await upstream(name, answer);
+      closers.push(() => u.close());
+      return u;
+    },
+    async walkRouter(urls, service = {}, router = {}) {
+      const picker = walk(urls);
+      const h = await startRouter({
+        services: { svc: { target: picker, ...service } },
+        routes: [{ path: '/**', service: 'svc' }],
+        ...router,
+      });
+      closers.push(() => h.close());
+      return { h, picker, log: recordOutcomes(h.router) };
+    },
   };
-  return { closers, up };
 }
 
 /** Waits until every try `picker` saw start has ended, and at least `tries` started. */
