@@ -225,10 +225,10 @@ export function createBalancer(options: BalancerOptions, path = 'balancer'): Bal
     }
     // A failure counts as a slow answer (a penalty sample, not its time): a target refusing
     // in 1 ms must not look like the fastest.
-    recordLatency(
-      m,
-      isFailedEnd(end) ? failurePenalty(m.latencyMs, report.latencyMs) : report.latencyMs,
-    );
+    // So does a server error (5xx but 501): a target answering 503 in 1 ms is not fast.
+    const status = report.status;
+    const failed = isFailedEnd(end) || (status >= 500 && status !== 501);
+    recordLatency(m, failed ? failurePenalty(m.latencyMs, report.latencyMs) : report.latencyMs);
     if (detector && detector.record(m, report)) {
       const now = Date.now();
       if (ejected !== 0) sweep(now);

@@ -467,6 +467,15 @@ describe('attempt reports', () => {
     expect(b.status()[0]!.latencyMs).toBe(2000);
   });
 
+  it('counts a server error as a slow answer too, but not a 501 or a 4xx', () => {
+    const b = balancerOf({ targets: ['http://a', 'http://b', 'http://c'] });
+    const [a, c, d] = b.targets;
+    b.attemptEnded(a!, complete(503, 1));
+    b.attemptEnded(c!, complete(501, 1));
+    b.attemptEnded(d!, complete(404, 1));
+    expect(b.status().map((t) => t.latencyMs)).toEqual([1000, 1, 1]);
+  });
+
   it('takes no latency from gone clients, and from a cancelled attempt only a longer wait than known', () => {
     const b = balancerOf({ targets: ['http://a'] });
     const a = b.targets[0]!;
