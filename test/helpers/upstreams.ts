@@ -13,11 +13,29 @@ export function rawUpstream(onConnection: (socket: net.Socket) => void): Promise
   );
 }
 
-/** A port on which nothing listens (a server started and stopped). */
+/** Whether a connection to 127.0.0.1:`port` is refused (nothing listens there). */
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
+}
+
+/**
+ * A port on which nothing listens. Taken below the ephemeral range (Linux: 32768–60999), where
+ * no server of a parallel test (all on port 0) can start listening after it was chosen, as a
+ * port freed by a stopped server could be handed out again.
+ */
 export async function deadPort(): Promise<number> {
-  const r = await listen(() => {});
-  await r.close();
-  return r.port;
+  for (let i = 0; i < 50; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    if (await refused(port)) return port;
+  }
+  throw new Error('deadPort: no refused port found in 20000-31999');
 }
 
 /** A listener whose connections never complete (backlog full): for connect timeouts. */
