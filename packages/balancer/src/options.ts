@@ -61,6 +61,8 @@ export const OUTLIER_DEFAULTS = Object.freeze({
 });
 
 const positiveInt = number({ integer: true, min: 1 });
+/** An ejection time: up to a day (a date past that range would not even print). */
+const ejectionMs = number({ integer: true, min: 1, max: 86_400_000 });
 const httpStatus = number({ integer: true, min: 100, max: 599 });
 const serverStatus: Check<number> = (value, path) => {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 500 || value > 599) {
@@ -141,8 +143,8 @@ export const healthCheckOption: Check<NormalisedHealthCheck> = (value, path) => 
 const outlierShape = object<OutlierOptions>({
   consecutiveFailures: positiveInt,
   statuses: array(serverStatus),
-  baseEjectionMs: positiveInt,
-  maxEjectionMs: positiveInt,
+  baseEjectionMs: ejectionMs,
+  maxEjectionMs: ejectionMs,
   maxEjectionPercent: number({ min: 0, max: 100 }),
 });
 

@@ -160,6 +160,11 @@ describe('createBalancer: options', () => {
     ['baseEjectionMs 0', { outlier: { baseEjectionMs: 0 } }, 'balancer.outlier.baseEjectionMs'],
     ['maxEjectionMs 0', { outlier: { maxEjectionMs: 0 } }, 'balancer.outlier.maxEjectionMs'],
     [
+      'baseEjectionMs past a day',
+      { outlier: { baseEjectionMs: 86_400_001 } },
+      'balancer.outlier.baseEjectionMs',
+    ],
+    [
       'maxEjectionMs below baseEjectionMs',
       { outlier: { baseEjectionMs: 1000, maxEjectionMs: 500 } },
       'balancer.outlier.maxEjectionMs',
@@ -574,11 +579,11 @@ describe('status', () => {
   it('says retryAfter in whole seconds from 1 to a day, never NaN or Infinity', () => {
     const b = balancerOf({
       targets: ['http://a', 'http://b'],
-      outlier: { consecutiveFailures: 1, baseEjectionMs: 1e12, maxEjectionPercent: 100 },
+      outlier: { consecutiveFailures: 1, baseEjectionMs: 86_400_000, maxEjectionPercent: 100 },
     });
     for (const t of b.targets) b.attemptEnded(t, { end: 'refused', status: 0, latencyMs: 1 });
     expect(b.hasHealthy()).toBe(false);
-    expect(b.retryAfter()).toBe(86_400); // an ejection of ~31 years
+    expect(b.retryAfter()).toBe(86_400); // the longest ejection there is: a day
     const now = jest.spyOn(Date, 'now').mockReturnValue(Number.NaN); // a broken clock
     try {
       expect(b.retryAfter()).toBe(1);
