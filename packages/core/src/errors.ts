@@ -61,6 +61,18 @@ const CATALOGUE = {
     'no-target',
     'No upstream target is available for this service.',
   ],
+  ERR_TURNPIKE_CIRCUIT_OPEN: [
+    503,
+    'Service Unavailable',
+    'circuit-open',
+    'The service is failing; the gateway is not sending it requests for now.',
+  ],
+  ERR_TURNPIKE_OVERLOADED: [
+    503,
+    'Service Unavailable',
+    'overloaded',
+    'The service has as many requests in flight as it is allowed.',
+  ],
   ERR_TURNPIKE_UPSTREAM_TIMEOUT: [
     504,
     'Gateway Timeout',

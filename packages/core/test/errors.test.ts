@@ -10,6 +10,8 @@ describe('GatewayError', () => {
     ['ERR_TURNPIKE_INTERNAL', 500, 'Internal Server Error', 'internal'],
     ['ERR_TURNPIKE_UPSTREAM_FAILED', 502, 'Bad Gateway', 'upstream-failed'],
     ['ERR_TURNPIKE_NO_TARGET', 503, 'Service Unavailable', 'no-target'],
+    ['ERR_TURNPIKE_CIRCUIT_OPEN', 503, 'Service Unavailable', 'circuit-open'],
+    ['ERR_TURNPIKE_OVERLOADED', 503, 'Service Unavailable', 'overloaded'],
     ['ERR_TURNPIKE_UPSTREAM_TIMEOUT', 504, 'Gateway Timeout', 'upstream-timeout'],
   ])('%s maps to status %i, title %j and type slug %j', (code, status, title, slug) => {
     const error = new GatewayError(code);
