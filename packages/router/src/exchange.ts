@@ -7,6 +7,7 @@ import type { CompiledRoute } from './route';
 import type { Snapshot } from './snapshot';
 import type { UpstreamFailure } from './upstream-errors';
 import type { ResponseTap, TapSink } from './tap';
+import type { FailureAnswer } from './fallback';
 
 const EXCHANGE = Symbol('turnpike.exchange');
 
@@ -67,6 +68,12 @@ export class Exchange {
   picker: TargetPicker | undefined = undefined;
   /** Aborts the upstream call in flight (the WebSocket handshake's). */
   abort: ((err?: Error) => void) | undefined = undefined;
+  /** Answers an upstream failure instead of the router's problem (a stage's fallback), if set. */
+  onFailure: FailureAnswer | undefined = undefined;
+  /** Upstream statuses `onFailure` answers instead of the upstream's response. */
+  failureStatus: ((status: number) => boolean) | undefined = undefined;
+  /** Why a fallback answered, for the outcome; undefined when none did. */
+  fallback: string | undefined = undefined;
   /** A response tap a stage set for this request, and the sink it opened. */
   tap: ResponseTap | undefined = undefined;
   sink: TapSink | undefined = undefined;

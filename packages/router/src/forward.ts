@@ -14,7 +14,7 @@ import { responseHeaders, transformRequest, type HeaderList } from './headers';
 import type { CompiledRoute } from './route';
 import type { CompiledService } from './service';
 import type { RoutedRequest } from './types';
-import type { Listeners } from './outcome';
+import type { Listeners, OutcomeKind } from './outcome';
 import type { CompiledHedge } from './route';
 import type { HedgeEvent, RetryEvent } from './types';
 import {
@@ -67,8 +67,9 @@ export function failUpstream(
   cause: unknown,
   message = failure === DEADLINE ? 'upstream deadline passed' : 'upstream request failed',
 ): void {
-  const kind = ex.res.headersSent ? 'cut-off' : failure.kind;
-  if (!ex.settle(kind, failure.error, cause)) return;
+  const headersSent = ex.res.headersSent;
+  const kind = headersSent ? 'cut-off' : failure.kind;
+  if (ex.state === 'settled') return;
   const e = cause as { code?: unknown; message?: unknown } | undefined;
   ctx.logger.warn(message, {
     requestId: (ex.req as RoutedRequest).id,
@@ -78,7 +79,42 @@ export function failUpstream(
     code: e?.code,
     error: e?.message,
   });
+  if (!headersSent && ex.onFailure !== undefined) {
+    return fallBack(ctx, ex, kind, failure.error, cause);
+  }
+  ex.settle(kind, failure.error, cause);
   answerError(ex, failure.error);
+}
+
+/**
+ * A stage's fallback answers the failure (see answerFailure): it writes first, so that the
+ * outcome carries the status the client got, then the exchange settles as the upstream's
+ * failure. A fallback that throws is the gateway's fault: a 500, logged.
+ */
+function fallBack(
+  ctx: ForwardContext,
+  ex: Exchange,
+  kind: OutcomeKind,
+  error: GatewayError | undefined,
+  cause: unknown,
+): void {
+  const answer = ex.onFailure!;
+  ex.onFailure = undefined;
+  ex.failureStatus = undefined;
+  ex.fallback = 'upstream-failure';
+  const { req, res } = ex;
+  if (!req.complete && hasBody(req)) res.shouldKeepAlive = false;
+  try {
+    answer(req, res);
+  } catch (err) {
+    ctx.logger.error('fallback failed', {
+      requestId: (req as RoutedRequest).id,
+      route: ex.route.info.name,
+      error: String(err),
+    });
+    sendProblem(req, res, PICKER_FAILED);
+  }
+  ex.settle(kind, error, cause);
 }
 
 function onDeadline(ctx: ForwardContext, ex: Exchange): void {
@@ -191,6 +227,16 @@ class Forward implements Dispatcher.DispatchHandler {
         if (ex.live === 0) scheduleRetry(this.ctx, ex, this.service, attempt, 'status');
         return false;
       }
+    }
+    const statuses = ex.failureStatus;
+    if (statuses !== undefined && ex.live === 1 && statuses(status)) {
+      // A status the stage's fallback answers instead (a circuit's failure status): the
+      // upstream's response is dropped before its head is written.
+      ex.finish(attempt, 'complete');
+      attempt.abort?.();
+      ex.attempt = attempt;
+      fallBack(this.ctx, ex, 'complete', undefined, undefined);
+      return false;
     }
     // The first head wins: every other try of the request is cancelled.
     if (ex.live > 1) cancelOthers(ex, attempt);

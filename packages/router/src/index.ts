@@ -18,6 +18,9 @@ export type { AttemptInfo, AttemptPhase, Outcome, OutcomeKind, OutcomeListener }
 /** The response tap: a stage sees the head the client gets and may take the body (a cache). */
 export { tapResponse } from './tap';
 export type { ResponseTap, TapSink, TappedHead } from './tap';
+/** Fallbacks: a stage answers the request's upstream failure itself, and marks its outcome. */
+export { answerFailure, markFallback } from './fallback';
+export type { FailureAnswer } from './fallback';
 /** The path policy, usable alone: the normalised path, or undefined when refused. */
 export { checkPath } from './path-policy';
 /** Header hygiene building blocks, and the client address hygiene computed. */

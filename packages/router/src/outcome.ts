@@ -67,6 +67,12 @@ export interface Outcome {
   /** Retries and hedges sent. */
   readonly retries: number;
   readonly hedges: number;
+  /**
+   * Why a fallback answered instead of the upstream or the router's problem (`circuit-open`,
+   * `overloaded`, `upstream-failure` …, as the stage that set it names it); undefined when
+   * none did. `status` is then the fallback's; `attempt.status` the upstream's, if any.
+   */
+  readonly fallback: string | undefined;
   /** The gateway error answered (or that ended the response), if any. */
   readonly error: GatewayError | undefined;
   /** The underlying failure (an undici or socket error), for logs. Never sent to the client. */

@@ -153,6 +153,7 @@ export class Snapshot {
         attempts: ex.attempts ?? (ex.attempt === undefined ? NO_ATTEMPTS : [ex.attempt]),
         retries: ex.retries,
         hedges: ex.hedges,
+        fallback: ex.fallback,
         error,
         cause,
         durationMs: performance.now() - ex.startedAt,
