@@ -1,0 +1,259 @@
+import type { Logger } from '@turnpike/core';
+import { Listeners } from './listeners';
+import type { ParsedBreakerOptions } from './options';
+import type { CircuitState, CircuitStateName, StateChangeEvent, StateChangeReason } from './types';
+import { RollingWindow } from './window';
+
+/** What {@link CircuitBreaker.admit} returns when the request may not pass. */
+export const REJECTED = 0;
+
+/** A circuit's state as another instance announced it (through Redis). */
+export type PeerState =
+  | { readonly kind: 'open'; readonly until: number; readonly opens: number; readonly at: number }
+  | { readonly kind: 'closed'; readonly at: number };
+
+/**
+ * What a circuit tells the instances it shares with, and asks them (see shared.ts). Every
+ * call returns at once: the work goes on in the background, and the request path never
+ * waits on Redis.
+ */
+export interface BreakerSync {
+  /** Whether sharing works right now (Redis connected); when false the circuit decides alone. */
+  readonly active: boolean;
+  /** This circuit opened (or reopened) here. */
+  opened(breaker: CircuitBreaker, until: number, opens: number, at: number): void;
+  /** This circuit closed here. */
+  closed(breaker: CircuitBreaker, at: number): void;
+  /**
+   * The open time passed here: try to become the one instance that probes. Calls
+   * `breaker.probeGranted()` when this instance won (or sharing failed and it decides alone);
+   * otherwise the circuit stays open until a peer's verdict (or the lock expires).
+   */
+  requestProbe(breaker: CircuitBreaker): void;
+}
+
+/**
+ * A circuit breaker's state machine: closed, open (until a time), half-open (probes in
+ * flight). Synchronous and allocation-free on the closed path: `admit()` reads the state,
+ * `record()` counts the verdict. The transports (Express middleware, the gateway's outcomes)
+ * call it; it knows nothing of HTTP.
+ *
+ * An admission is a number: the state's generation times two, plus one for a probe. A
+ * verdict recorded for an admission from an earlier state is ignored, so requests admitted
+ * before the circuit opened cannot close it, nor count twice.
+ */
+export class CircuitBreaker {
+  readonly name: string;
+  /** The route's name for a route's own circuit (the gateway's), else undefined. */
+  readonly route: string | undefined;
+  /** Set by sharing; undefined when the circuit is this instance's alone. */
+  sync: BreakerSync | undefined = undefined;
+
+  private kind: CircuitStateName = 'closed';
+  private until = 0;
+  private opens = 0;
+  private probes = 0;
+  private successes = 0;
+  private consecutive = 0;
+  private generation = 1;
+  /** When the last transition happened (epoch ms): a peer's older news is ignored. */
+  private changedAt = 0;
+  /** Waiting for the shared probe lock. */
+  private asking = false;
+  private readonly window: RollingWindow | undefined;
+  private readonly failing: Uint8Array;
+  private readonly changes: Listeners<StateChangeEvent>;
+
+  constructor(
+    readonly options: ParsedBreakerOptions,
+    route?: string,
+    logger?: Logger,
+  ) {
+    this.name = options.name;
+    this.route = route;
+    this.window =
+      options.failureRate === undefined
+        ? undefined
+        : new RollingWindow(options.windowMs, options.bucketMs);
+    this.failing = new Uint8Array(600);
+    for (const s of options.failureStatuses) this.failing[s] = 1;
+    this.changes = new Listeners<StateChangeEvent>((err) =>
+      (logger ?? options.logger).error('breaker state listener failed', {
+        service: this.name,
+        error: String(err),
+      }),
+    );
+  }
+
+  /** The state now (an open circuit whose time has passed still reads open until a request arrives). */
+  get state(): CircuitState {
+    switch (this.kind) {
+      case 'closed':
+        return CLOSED;
+      case 'open':
+        return { kind: 'open', until: this.until, opens: this.opens };
+      default:
+        return { kind: 'half-open', probes: this.probes, opens: this.opens };
+    }
+  }
+
+  /** Whether an upstream status counts as a failure. */
+  isFailureStatus(status: number): boolean {
+    return this.failing[status] === 1;
+  }
+
+  /** Subscribes to state changes; returns the disposer. */
+  onStateChange(listener: (event: StateChangeEvent) => void): () => void {
+    return this.changes.on(listener);
+  }
+
+  /**
+   * Asks to let one request through: an admission (a positive number) to pass to
+   * {@link record} when the request ends, or {@link REJECTED}.
+   */
+  admit(): number {
+    if (this.kind === 'closed') return this.generation * 2;
+    if (this.kind === 'open') {
+      if (Date.now() < this.until) return REJECTED;
+      const sync = this.sync;
+      if (sync !== undefined && sync.active) {
+        // One instance probes: ask in the background, answer open meanwhile.
+        if (!this.asking) {
+          this.asking = true;
+          sync.requestProbe(this);
+        }
+        return REJECTED;
+      }
+      this.toHalfOpen();
+    }
+    if (this.probes >= this.options.halfOpenRequests) return REJECTED;
+    this.probes++;
+    return this.generation * 2 + 1;
+  }
+
+  /**
+   * The verdict on an admitted request: true a failure, false a success, undefined neither
+   * (the client left, the request was refused before it reached the service): a probe's
+   * place is freed, nothing is counted.
+   */
+  record(admission: number, failed: boolean | undefined): void {
+    if (admission === REJECTED) return;
+    const probe = admission % 2 === 1;
+    if ((admission - (probe ? 1 : 0)) / 2 !== this.generation) return;
+    if (probe) {
+      this.probes--;
+      if (failed === undefined) return;
+      if (failed) return this.toOpen('probe-failure');
+      if (++this.successes >= this.options.successThreshold) this.toClosed('probe-success');
+      return;
+    }
+    if (failed === undefined) return;
+    const o = this.options;
+    const window = this.window;
+    if (window !== undefined) window.add(Date.now(), failed);
+    if (!failed) {
+      this.consecutive = 0;
+      return;
+    }
+    this.consecutive++;
+    if (o.failureThreshold !== undefined && this.consecutive >= o.failureThreshold) {
+      return this.toOpen('failure-threshold');
+    }
+    if (
+      window !== undefined &&
+      window.total >= o.minimumRequests &&
+      window.failures >= o.failureRate! * window.total
+    ) {
+      this.toOpen('failure-rate');
+    }
+  }
+
+  /** Whole seconds until a request may pass again, at least 1 (the `Retry-After` of the open answer). */
+  retryAfter(): number {
+    if (this.kind !== 'open') return 1;
+    return Math.max(1, Math.ceil((this.until - Date.now()) / 1000));
+  }
+
+  /** Opens the circuit by hand, for `ms` (default: the next reset time). */
+  open(ms?: number): void {
+    this.toOpen('manual', ms);
+  }
+
+  /** Closes the circuit by hand. */
+  close(): void {
+    if (this.kind !== 'closed') this.toClosed('manual');
+  }
+
+  /** Sharing: this instance won the probe lock (or decides alone). */
+  probeGranted(): void {
+    this.asking = false;
+    if (this.kind === 'open' && Date.now() >= this.until) this.toHalfOpen();
+  }
+
+  /** Sharing: another instance probes; ask again after `ms` if no verdict came. */
+  probeDenied(ms: number): void {
+    this.asking = false;
+    if (this.kind === 'open') this.until = Math.max(this.until, Date.now() + ms);
+  }
+
+  /** Sharing: a peer's state. Newer than this circuit's last change: taken as this one's. */
+  adopt(peer: PeerState): void {
+    if (peer.at <= this.changedAt) return;
+    if (peer.kind === 'open') {
+      if (peer.until <= Date.now()) return;
+      this.transition('open', 'peer', peer.at, peer.until, peer.opens);
+    } else if (this.kind !== 'closed') {
+      this.transition('closed', 'peer', peer.at, 0, 0);
+    }
+  }
+
+  private toOpen(reason: StateChangeReason, ms?: number): void {
+    const opens = this.opens + 1;
+    const o = this.options;
+    const wait = ms ?? Math.min(o.maxResetTimeoutMs, o.resetTimeoutMs * 2 ** (opens - 1));
+    const now = Date.now();
+    this.transition('open', reason, now, now + wait, opens);
+    this.sync?.opened(this, this.until, opens, now);
+  }
+
+  private toHalfOpen(): void {
+    this.transition('half-open', 'reset-timeout', Date.now(), 0, this.opens);
+  }
+
+  private toClosed(reason: StateChangeReason): void {
+    const now = Date.now();
+    this.transition('closed', reason, now, 0, 0);
+    this.sync?.closed(this, now);
+  }
+
+  private transition(
+    to: CircuitStateName,
+    reason: StateChangeReason,
+    at: number,
+    until: number,
+    opens: number,
+  ): void {
+    const from = this.kind;
+    this.kind = to;
+    this.until = until;
+    this.opens = opens;
+    this.generation++;
+    this.changedAt = at;
+    this.probes = 0;
+    this.successes = 0;
+    this.consecutive = 0;
+    this.asking = false;
+    this.window?.clear();
+    if (from === to || !this.changes.listening) return;
+    this.changes.emit({
+      service: this.name,
+      route: this.route,
+      from,
+      to,
+      reason,
+      state: this.state,
+    });
+  }
+}
+
+const CLOSED: CircuitState = Object.freeze({ kind: 'closed' });
