@@ -14,13 +14,35 @@ import {
   type OutlierOptions,
   type StrategyOption,
 } from '@turnpike/balancer';
+import type { Fallback, RedisLike } from '@turnpike/breaker';
 import {
   checkRouterConfig,
   proxySettingsShape,
   routerShape,
+  routesCheck,
   type ProxySettings,
   type RouterOptions,
 } from '@turnpike/router';
+import {
+  breakerCheck,
+  bulkheadCheck,
+  checkGuards,
+  routeExtensions,
+  type ServiceBreakerConfig,
+  type ServiceBulkheadConfig,
+} from './guard';
+
+declare module '@turnpike/router' {
+  interface RouteOptions {
+    /**
+     * A circuit of the route's own: its keys over the service's `breaker`; or false for no
+     * breaker on this route. Default: the service's circuit, shared by its routes.
+     */
+    breaker?: ServiceBreakerConfig | false;
+    /** The route's fallback, instead of its circuit's; false for none. Default: the circuit's. */
+    fallback?: Fallback | false;
+  }
+}
 
 /** One service behind the gateway. */
 export interface ServiceConfig extends ProxySettings {
@@ -38,6 +60,14 @@ export interface ServiceConfig extends ProxySettings {
   outlier?: OutlierOptions | false;
   /** With no healthy target, use every non-draining one instead of answering 503. Default false. */
   panic?: boolean;
+  /**
+   * The service's circuit breaker (see @turnpike/breaker), one circuit for all its routes; a
+   * route may have its own. Shared across instances when the gateway's `redis` is set
+   * (`shared: false` keeps it local). Default: none.
+   */
+  breaker?: ServiceBreakerConfig | false;
+  /** At most `maxConcurrent` requests to the service in flight, an optional queue; over it 503 `overloaded`. Default: none. */
+  bulkhead?: ServiceBulkheadConfig | false;
 }
 
 /** The health endpoints' settings. */
@@ -68,6 +98,12 @@ export interface GatewayConfig extends Pick<
   services: Readonly<Record<string, ServiceConfig>>;
   /** Health endpoints under the mount: true for the defaults, or their settings. Default: none. */
   health?: boolean | HealthOptions;
+  /**
+   * Redis, for what instances share (breaker state): a `redis://` / `rediss://` URL (the
+   * gateway opens its connections and closes them in `close()`), or an ioredis client (not
+   * closed by the gateway). Absent: everything stays in this process. Default: none.
+   */
+  redis?: string | RedisLike;
 }
 
 const serviceConfig = object<ServiceConfig>(
@@ -78,9 +114,31 @@ const serviceConfig = object<ServiceConfig>(
     healthCheck: balancerShape.healthCheck,
     outlier: balancerShape.outlier,
     panic: balancerShape.panic,
+    breaker: breakerCheck,
+    bulkhead: bulkheadCheck,
   },
   ['targets'],
 );
+
+const redisCheck: Check<string | RedisLike> = (value, path) => {
+  if (typeof value === 'string' && /^rediss?:\/\/[^\s]*$/.test(value)) return value;
+  if (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as { duplicate?: unknown }).duplicate === 'function'
+  ) {
+    return value as RedisLike;
+  }
+  throw new ConfigError(
+    path,
+    'a redis:// or rediss:// URL, or an ioredis client',
+    value,
+    'redis: "redis://127.0.0.1:6379"',
+  );
+};
+
+/** The keys the gateway adds to routes, for the router to check. */
+export const extensions = { route: routeExtensions };
 
 const healthOptions = object<HealthOptions>({
   path: string({
@@ -100,7 +158,7 @@ const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
       keyExpected: 'a service name of [A-Za-z0-9_.-]',
       minSize: 1,
     }),
-    routes: routerShape.routes,
+    routes: routesCheck(extensions),
     trustProxy: routerShape.trustProxy,
     identityHeaders: routerShape.identityHeaders,
     stripHeaders: routerShape.stripHeaders,
@@ -109,6 +167,7 @@ const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
     requestBuffer: routerShape.requestBuffer,
     logger: routerShape.logger,
     health: healthCheck,
+    redis: redisCheck,
   },
   ['services', 'routes'],
 );
@@ -179,6 +238,7 @@ export function validateConfig(config: unknown): GatewayConfig {
   const parsed = gatewayConfig(config, '');
   checkHealthOverlap(parsed);
   checkRouterConfig(parsed);
+  checkGuards(parsed);
   return parsed;
 }
 
@@ -189,5 +249,6 @@ export function validateConfig(config: unknown): GatewayConfig {
 export function checkConfigShape(config: unknown): GatewayConfig {
   const parsed = gatewayConfig(config, '');
   checkHealthOverlap(parsed);
+  checkGuards(parsed);
   return parsed;
 }

@@ -16,7 +16,9 @@ import {
   type ServiceOptions,
   type TurnpikeRouter,
 } from '@turnpike/router';
-import { checkConfigShape, healthSettings, type GatewayConfig } from './config';
+import type { Bulkhead, CircuitBreaker, StateChangeEvent } from '@turnpike/breaker';
+import { checkConfigShape, extensions, healthSettings, type GatewayConfig } from './config';
+import { Guards } from './guard';
 import { installDirect, type Handler } from './direct';
 import { HealthEndpoints } from './health';
 import { closeServer, listenOn } from './listen';
@@ -69,6 +71,12 @@ export interface Gateway extends express.Router {
   onRetry(listener: (event: RetryEvent) => void): () => void;
   /** A hedge was sent (see `HedgeEvent` in @turnpike/router); returns the disposer. */
   onHedge(listener: (event: HedgeEvent) => void): () => void;
+  /** A circuit changed state, in any service or route (the event names it); returns the disposer. */
+  onBreakerStateChange(listener: (event: StateChangeEvent) => void): () => void;
+  /** The circuit breaker of a service (`state`, `open()`, `close()`), or undefined when it has none. */
+  breaker(name: string): CircuitBreaker | undefined;
+  /** The bulkhead of a service (`active`, `queued`), or undefined when it has none. */
+  bulkhead(name: string): Bulkhead | undefined;
   /**
    * The balancer of a service, or undefined for an unknown name: its `status()`, or
    * `setTargets()` to change the targets at run time (service discovery, draining).
@@ -111,9 +119,20 @@ export function createGateway(config: GatewayConfig): Gateway {
   const balancers: Balancer[] = [];
   const services: Record<string, ServiceOptions> = {};
   let router: TurnpikeRouter;
+  let guards: Guards | undefined;
   try {
+    guards = new Guards(cfg.services, cfg.redis, logger);
     for (const [name, service] of Object.entries(cfg.services)) {
-      const { targets, balancer: strategy, healthCheck, outlier, panic, ...proxy } = service;
+      const {
+        targets,
+        balancer: strategy,
+        healthCheck,
+        outlier,
+        panic,
+        breaker: _breaker,
+        bulkhead: _bulkhead,
+        ...proxy
+      } = service;
       const balancer = createBalancer(
         { name, targets, strategy, healthCheck, outlier, panic },
         `services.${name}`,
@@ -124,13 +143,24 @@ export function createGateway(config: GatewayConfig): Gateway {
       // starts and ends (in-flight counts, latency, passive health). Proxy settings pass through.
       services[name] = { ...proxy, target: balancer };
     }
-    const { services: _configured, health: _health, ...routerOptions } = cfg;
-    // The router checks the routes against the services and compiles them, once.
-    router = createRouter({ ...routerOptions, services });
+    const { services: _configured, health: _health, redis: _redis, ...routerOptions } = cfg;
+    const g = guards;
+    // The router checks the routes against the services and compiles them, once; each
+    // service route gets its breaker and bulkhead stages.
+    router = createRouter({
+      ...routerOptions,
+      services,
+      extensions,
+      stages: (route) => g.stagesFor(route),
+    });
   } catch (err) {
     for (const b of balancers) b.close();
+    void guards?.close();
     throw err;
   }
+  const circuits = guards;
+  // Circuits and bulkheads count each request's one outcome (its retries included).
+  if (circuits.any) router.onOutcome(circuits.onOutcome);
   const endpoints = new HealthEndpoints(byName);
   const dispatch = healthFirst(router, endpoints, healthSettings(cfg.health));
   /** On a request this gateway's direct lane handed back to the host app. */
@@ -171,6 +201,9 @@ export function createGateway(config: GatewayConfig): Gateway {
   gateway.onEject = fanIn<EjectionEvent>((b, l) => b.onEject(l));
   gateway.onReadmit = fanIn<ReadmissionEvent>((b, l) => b.onReadmit(l));
   gateway.balancer = (name) => byName.get(name);
+  gateway.breaker = (name) => circuits.breaker(name);
+  gateway.bulkhead = (name) => circuits.bulkhead(name);
+  gateway.onBreakerStateChange = (listener) => circuits.onStateChange(listener);
   gateway.healthRouter = (options = {}) =>
     endpoints.router(healthRouterOptions(options, 'healthRouter.options').details ?? false);
   for (const method of ROUTER_METHODS) {
@@ -293,7 +326,7 @@ export function createGateway(config: GatewayConfig): Gateway {
     own.clear();
     for (const b of balancers) b.close();
     await router.close(); // its WebSockets too: the servers' close waits for them
-    await Promise.all(closing);
+    await Promise.all([...closing, circuits.close()]);
   };
 
   return gateway;

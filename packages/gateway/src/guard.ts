@@ -1,0 +1,384 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ConfigError, object, type Check, type Logger, type Shape } from '@turnpike/core';
+import {
+  Bulkhead,
+  CircuitBreaker,
+  REJECTED,
+  breakerShape,
+  bulkheadShape,
+  compileFallback,
+  completeBreakerOptions,
+  fallbackCheck,
+  openAnswer,
+  overloadedAnswer,
+  parseBulkheadOptions,
+  shareCircuits,
+  type Answer,
+  type BreakerOptions,
+  type BulkheadOptions,
+  type Fallback,
+  type RedisLike,
+  type Sharing,
+  type StateChangeEvent,
+} from '@turnpike/breaker';
+import {
+  answerFailure,
+  markFallback,
+  type FailureAnswer,
+  type Middleware,
+  type Outcome,
+  type RouteInfo,
+} from '@turnpike/router';
+
+/** A circuit breaker as the gateway's config takes it: the service's name, and `shared` true or false. */
+export type ServiceBreakerConfig = Omit<BreakerOptions, 'name' | 'logger' | 'shared'> & {
+  /** Share the circuit with other instances through the gateway's `redis`. Default: true when `redis` is set. */
+  shared?: boolean;
+};
+
+/** A service's bulkhead as the gateway's config takes it. */
+export type ServiceBulkheadConfig = Omit<BulkheadOptions, 'name' | 'logger'>;
+
+const { name: _name, logger: _logger, shared: _shared, ...ownBreakerKeys } = breakerShape;
+const breakerConfig = object<ServiceBreakerConfig>({
+  ...(ownBreakerKeys as Omit<Shape<ServiceBreakerConfig>, 'shared'>),
+  shared: (v, p) => {
+    if (typeof v !== 'boolean') {
+      throw new ConfigError(p, 'true or false (the connection is the gateway\'s "redis")', v);
+    }
+    return v;
+  },
+});
+
+/** A service's `breaker`: the options (their relations too), or false. */
+export const breakerCheck: Check<ServiceBreakerConfig | false> = (value, path) => {
+  if (value === false) return false;
+  const parsed = breakerConfig(value, path);
+  completeBreakerOptions(parsed, path);
+  return parsed;
+};
+
+/** A route's `breaker`: each field checked now; their relations once merged over the service's, when the gateway compiles. */
+const routeBreakerCheck: Check<ServiceBreakerConfig | false> = (value, path) =>
+  value === false ? false : breakerConfig(value, path);
+
+const { name: _bname, logger: _blogger, ...ownBulkheadKeys } = bulkheadShape;
+const bulkheadConfig = object<ServiceBulkheadConfig>(ownBulkheadKeys, ['maxConcurrent']);
+
+/** `bulkhead`: the options, or false. */
+export const bulkheadCheck: Check<ServiceBulkheadConfig | false> = (value, path) =>
+  value === false ? false : bulkheadConfig(value, path);
+
+/** The route keys this module adds, checked by the router's extensions. */
+export const routeExtensions = {
+  breaker: routeBreakerCheck,
+  fallback: (value: unknown, path: string): Fallback | false =>
+    value === false ? false : fallbackCheck(value, path),
+};
+
+/** What one service declares. */
+export interface ServiceGuardConfig {
+  readonly breaker?: ServiceBreakerConfig | false;
+  readonly bulkhead?: ServiceBulkheadConfig | false;
+}
+
+/**
+ * The checks of guards that need more than one field, without creating anything: a route's
+ * breaker merged over its service's, `shared` without `redis`, a fallback without a circuit.
+ */
+export function checkGuards(config: {
+  services: Readonly<Record<string, ServiceGuardConfig>>;
+  routes: readonly {
+    service?: string;
+    breaker?: ServiceBreakerConfig | false;
+    fallback?: Fallback | false;
+  }[];
+  redis?: unknown;
+}): void {
+  const shared = (c: ServiceBreakerConfig, path: string): void => {
+    if (c.shared === true && config.redis === undefined) {
+      throw new ConfigError(
+        `${path}.shared`,
+        'the gateway\'s "redis" set (sharing goes through Redis)',
+        true,
+      );
+    }
+  };
+  for (const [name, s] of Object.entries(config.services)) {
+    if (s.breaker) shared(s.breaker, `services.${name}.breaker`);
+  }
+  config.routes.forEach((route, i) => {
+    const s = route.service === undefined ? undefined : config.services[route.service];
+    const at = `routes[${i}]`;
+    if (route.service !== undefined && s === undefined) return; // the router names the unknown service
+    if (s === undefined) {
+      if (route.breaker !== undefined && route.breaker !== false)
+        throw new ConfigError(
+          `${at}.breaker`,
+          'a route with a service (not a handler)',
+          'a breaker',
+        );
+      if (route.fallback !== undefined && route.fallback !== false)
+        throw new ConfigError(
+          `${at}.fallback`,
+          'a route with a service (not a handler)',
+          'a fallback',
+        );
+      return;
+    }
+    let circuit = s.breaker !== undefined && s.breaker !== false;
+    if (route.breaker === false) circuit = false;
+    else if (route.breaker !== undefined) {
+      const merged = { ...(s.breaker || {}), ...route.breaker };
+      completeBreakerOptions(merged, `${at}.breaker`);
+      shared(merged, `${at}.breaker`);
+      circuit = true;
+    }
+    if (route.fallback !== undefined && route.fallback !== false && !circuit) {
+      throw new ConfigError(
+        `${at}.fallback`,
+        "a route with a breaker (its own or its service's)",
+        'a fallback',
+      );
+    }
+  });
+}
+
+/** What guards one route: its circuit (the service's or its own) and the service's bulkhead. */
+interface RouteGuard {
+  readonly breaker: CircuitBreaker | undefined;
+  readonly bulkhead: Bulkhead | undefined;
+  readonly stages: readonly Middleware[];
+}
+
+const ADMISSION = Symbol('turnpike.circuit');
+const PLACE = Symbol('turnpike.bulkhead');
+/** PLACE: 1 waiting in the queue, 2 holding a place. */
+type Guarded = IncomingMessage & { [ADMISSION]?: number; [PLACE]?: 0 | 1 | 2 };
+
+/** The circuit's verdict on a request's one outcome (its retries included): true a failure, undefined neither. */
+function verdict(o: Outcome, breaker: CircuitBreaker): boolean | undefined {
+  switch (o.kind) {
+    case 'complete':
+      // The upstream's status: a fallback may have answered the client with another.
+      return breaker.isFailureStatus(o.attempt === undefined ? o.status : o.attempt.status);
+    case 'upgraded':
+      return false;
+    case 'stage':
+    case 'rejected':
+    case 'handled':
+    case 'client-gone':
+      return undefined;
+    default:
+      return true; // a connect failure, a reset, a timeout, a bad answer, a cut-off body
+  }
+}
+
+/**
+ * The circuit breakers and bulkheads of a gateway: one circuit per service (a route with a
+ * `breaker` of its own gets its own), one bulkhead per service. They run as the last stages
+ * of each route, and learn how each request ended from the router's outcomes.
+ */
+export class Guards {
+  private readonly services = new Map<
+    string,
+    {
+      breaker: ServiceBreakerConfig | undefined;
+      circuit: CircuitBreaker | undefined;
+      bulkhead: Bulkhead | undefined;
+      bulkheadConfig: ServiceBulkheadConfig | undefined;
+    }
+  >();
+  private readonly routes = new Map<RouteInfo, RouteGuard>();
+  /** Every circuit, the services' and the routes' own. */
+  readonly circuits: CircuitBreaker[] = [];
+  private readonly bulkheads: Bulkhead[] = [];
+  private sharing: Sharing | undefined = undefined;
+  private readonly stateListeners: ((event: StateChangeEvent) => void)[] = [];
+
+  constructor(
+    services: Readonly<Record<string, ServiceGuardConfig>>,
+    private readonly redis: string | RedisLike | undefined,
+    private readonly logger: Logger,
+  ) {
+    for (const [name, s] of Object.entries(services)) {
+      const breaker = s.breaker === false ? undefined : s.breaker;
+      const bulkheadConfig = s.bulkhead === false ? undefined : s.bulkhead;
+      this.services.set(name, {
+        breaker,
+        circuit:
+          breaker === undefined
+            ? undefined
+            : this.circuit(name, undefined, breaker, `services.${name}.breaker`),
+        bulkhead: undefined,
+        bulkheadConfig,
+      });
+    }
+  }
+
+  /** Whether any route is guarded (the gateway listens to outcomes only then). */
+  get any(): boolean {
+    return this.routes.size !== 0;
+  }
+
+  /** The circuit of a service (not a route's own), or undefined. */
+  breaker(service: string): CircuitBreaker | undefined {
+    return this.services.get(service)?.circuit;
+  }
+
+  /** The bulkhead of a service, or undefined. */
+  bulkhead(service: string): Bulkhead | undefined {
+    return this.services.get(service)?.bulkhead;
+  }
+
+  /** The router's `stages` for one route: the breaker, then the bulkhead. */
+  stagesFor(route: RouteInfo): readonly Middleware[] {
+    const service = route.service === undefined ? undefined : this.services.get(route.service);
+    if (service === undefined) return [];
+    const options = route.options as {
+      breaker?: ServiceBreakerConfig | false;
+      fallback?: Fallback | false;
+    };
+    const at = `routes[${route.index}]`;
+    let circuit = service.circuit;
+    let config = service.breaker;
+    if (options.breaker === false) {
+      circuit = undefined;
+      config = undefined;
+    } else if (options.breaker !== undefined) {
+      config = { ...service.breaker, ...options.breaker };
+      circuit = this.circuit(route.service!, route.name, config, `${at}.breaker`);
+    }
+    let fallback = config?.fallback;
+    if (options.fallback !== undefined)
+      fallback = options.fallback === false ? undefined : options.fallback;
+    if (service.bulkheadConfig !== undefined && service.bulkhead === undefined) {
+      const o = parseBulkheadOptions(
+        { ...service.bulkheadConfig, name: route.service, logger: this.logger },
+        `services.${route.service}.bulkhead`,
+      );
+      const answer =
+        o.fallback === undefined
+          ? undefined
+          : compileFallback(o.fallback, this.logger, route.service!);
+      const refuse = overloadedAnswer(o, answer);
+      service.bulkhead = new Bulkhead(
+        o,
+        answer === undefined
+          ? refuse
+          : (req, res) => {
+              markFallback(req, 'overloaded');
+              refuse(req, res);
+            },
+      );
+      this.bulkheads.push(service.bulkhead);
+    }
+    const stages: Middleware[] = [];
+    if (circuit !== undefined) {
+      const answer =
+        fallback === undefined ? undefined : compileFallback(fallback, this.logger, route.service!);
+      stages.push(breakerStage(circuit, answer, config?.fallbackOnFailure === true));
+    }
+    if (service.bulkhead !== undefined) stages.push(bulkheadStage(service.bulkhead));
+    if (stages.length !== 0)
+      this.routes.set(route, { breaker: circuit, bulkhead: service.bulkhead, stages });
+    return stages;
+  }
+
+  /** Every request's outcome: its circuit counts it, its bulkhead place is freed. */
+  readonly onOutcome = (o: Outcome): void => {
+    const req = o.req as Guarded;
+    const admission = req[ADMISSION];
+    const place = req[PLACE];
+    if (admission === undefined && place === undefined) return;
+    const guard = this.routes.get(o.route);
+    if (guard === undefined) return;
+    if (admission !== undefined && admission !== REJECTED) {
+      req[ADMISSION] = REJECTED;
+      guard.breaker!.record(admission, verdict(o, guard.breaker!));
+    }
+    if (place !== undefined && place !== 0) {
+      req[PLACE] = 0;
+      if (place === 2) guard.bulkhead!.release();
+      else guard.bulkhead!.cancel(req);
+    }
+  };
+
+  /** Subscribes to the state changes of every circuit; returns the disposer. */
+  onStateChange(listener: (event: StateChangeEvent) => void): () => void {
+    const off = this.circuits.map((c) => c.onStateChange(listener));
+    return () => {
+      for (const dispose of off.splice(0)) dispose();
+    };
+  }
+
+  /** Stops sharing, refuses requests still queued. */
+  async close(): Promise<void> {
+    for (const b of this.bulkheads) b.close();
+    const sharing = this.sharing;
+    this.sharing = undefined;
+    await sharing?.close();
+  }
+
+  private circuit(
+    service: string,
+    route: string | undefined,
+    config: ServiceBreakerConfig,
+    path: string,
+  ): CircuitBreaker {
+    const { shared, ...rest } = config;
+    const options = completeBreakerOptions({ ...rest, name: service, logger: this.logger }, path);
+    const circuit = new CircuitBreaker(options, route, this.logger);
+    if (this.redis !== undefined && shared !== false) {
+      this.sharing ??= shareCircuits({ redis: this.redis }, this.logger);
+      this.sharing.add(circuit);
+    }
+    this.circuits.push(circuit);
+    return circuit;
+  }
+}
+
+/** The breaker stage: open answers at once (fallback or 503); closed and probes pass, counted by their outcome. */
+function breakerStage(
+  circuit: CircuitBreaker,
+  fallback: Answer | undefined,
+  onFailure: boolean,
+): Middleware {
+  const open = openAnswer(circuit, fallback);
+  const rejected =
+    fallback === undefined
+      ? open
+      : (req: IncomingMessage, res: ServerResponse) => {
+          markFallback(req, 'circuit-open');
+          open(req, res);
+        };
+  // Built once: answerFailure() stores these, allocating nothing per request.
+  const failureAnswer: FailureAnswer | undefined =
+    onFailure && fallback !== undefined
+      ? (req, res) => fallback(req, res, 'upstream-failure')
+      : undefined;
+  const failureStatus = (status: number): boolean => circuit.isFailureStatus(status);
+  return function turnpikeBreaker(req, res, next) {
+    const admission = circuit.admit();
+    if (admission === REJECTED) return rejected(req, res);
+    (req as Guarded)[ADMISSION] = admission;
+    if (failureAnswer !== undefined) answerFailure(req, failureAnswer, failureStatus);
+    next();
+  };
+}
+
+/** The bulkhead stage: a place now, a place in the queue, or the 503 `overloaded`. */
+function bulkheadStage(bulkhead: Bulkhead): Middleware {
+  return function turnpikeBulkhead(req, res, next) {
+    const guarded = req as Guarded;
+    if (bulkhead.tryEnter()) {
+      guarded[PLACE] = 2;
+      return next();
+    }
+    const entered = bulkhead.enter(req, res, () => {
+      guarded[PLACE] = 2;
+      next();
+    });
+    if (entered === 'queued') guarded[PLACE] = 1;
+  };
+}
