@@ -117,7 +117,9 @@ describe('README: the plain Express example', () => {
     const refused = await get(host.url, '/reports');
     expect(refused.status).toBe(503);
     expect(refused.type).toBe('application/problem+json');
-    expect(JSON.parse(refused.body).type).toBe('urn:turnpike:problem:overloaded');
+    expect((JSON.parse(refused.body) as { type: string }).type).toBe(
+      'urn:turnpike:problem:overloaded',
+    );
     expect(refused.retryAfter).toBe('1');
     holding = false;
     // Releasing builds lets the waiting ones in, ten at a time.
