@@ -4,6 +4,8 @@ export type { Gateway, AttachOptions } from './gateway';
 /** Config validation, usable before creating anything (e.g. in a CI check of a config file). */
 export { validateConfig } from './config';
 export type { GatewayConfig, HealthOptions, ServiceConfig } from './config';
+/** The breaker and bulkhead keys of a service. */
+export type { ServiceBreakerConfig, ServiceBulkheadConfig } from './guard';
 /** The JSON of the health endpoints. */
 export type {
   LiveBody,
@@ -48,3 +50,15 @@ export type {
   ReadmissionEvent,
   TargetStatus,
 } from '@turnpike/balancer';
+export type {
+  CircuitBreaker,
+  Bulkhead,
+  CircuitState,
+  CircuitStateName,
+  StateChangeEvent,
+  StateChangeReason,
+  Fallback,
+  FallbackHandler,
+  FallbackReason,
+  FallbackResponse,
+} from '@turnpike/breaker';
