@@ -32,6 +32,8 @@ function startService(service, instance) {
     req.on('data', (chunk) => chunks.push(chunk));
     req.on('end', () => {
       res.setHeader('content-type', 'application/json');
+      // /orders/fail fails, to show the circuit breaker of "orders" open.
+      if (service === 'orders' && req.url === '/orders/fail') res.statusCode = 503;
       res.end(
         JSON.stringify({
           service,
@@ -138,7 +140,16 @@ async function main() {
   ];
   const services = {
     users: { targets: [urlOf(usersA), urlOf(usersB)], balancer: 'round-robin' },
-    orders: { targets: [urlOf(orders)], timeoutMs: 10000 },
+    orders: {
+      targets: [urlOf(orders)],
+      timeoutMs: 10000,
+      // 5 failures in a row open the circuit for 10 s: the fallback answers, orders is not called.
+      breaker: {
+        failureThreshold: 5,
+        resetTimeoutMs: 10000,
+        fallback: { status: 200, body: { orders: [], fallback: true } },
+      },
+    },
   };
   if (echo) {
     routes.push({
@@ -191,6 +202,9 @@ async function main() {
     `  curl ${api}/users/42/orders           # :param route, rewritten to /orders/by-user/42`,
   );
   console.log(`  curl ${api}/orders/7`);
+  console.log(
+    `  curl -i ${api}/orders/fail            # 503 from orders; the 6th opens the circuit: the fallback answers`,
+  );
   console.log(`  curl -H 'content-type: application/json' -d '{"name":"Ada"}' ${api}/users`);
   console.log(
     `  curl -H 'X-User-Id: admin' ${api}/users/me   # identity header removed: userId null`,
