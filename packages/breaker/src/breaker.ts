@@ -56,8 +56,7 @@ export class CircuitBreaker {
   private successes = 0;
   private consecutive = 0;
   private generation = 1;
-  /** When the last transition happened (epoch ms): a peer's older news is ignored. */
-  private changedAt = 0;
+  private lastChange = 0;
   /** Waiting for the shared probe lock. */
   private asking = false;
   private readonly window: RollingWindow | undefined;
@@ -83,6 +82,11 @@ export class CircuitBreaker {
         error: String(err),
       }),
     );
+  }
+
+  /** When the last transition happened (epoch ms): a peer's older news is ignored. */
+  get changedAt(): number {
+    return this.lastChange;
   }
 
   /** The state now (an open circuit whose time has passed still reads open until a request arrives). */
@@ -198,10 +202,14 @@ export class CircuitBreaker {
 
   /** Sharing: a peer's state. Newer than this circuit's last change: taken as this one's. */
   adopt(peer: PeerState): void {
-    if (peer.at <= this.changedAt) return;
+    if (!Number.isFinite(peer.at) || peer.at <= this.lastChange) return;
     if (peer.kind === 'open') {
-      if (peer.until <= Date.now()) return;
-      this.transition('open', 'peer', peer.at, peer.until, peer.opens);
+      const now = Date.now();
+      if (!(peer.until > now)) return;
+      // A peer's time is capped by this circuit's own longest open time: a stray or skewed
+      // announcement cannot hold it open for longer than it would hold itself.
+      const until = Math.min(peer.until, now + this.options.maxResetTimeoutMs);
+      this.transition('open', 'peer', peer.at, until, Math.max(1, Math.min(peer.opens, 64)));
     } else if (this.kind !== 'closed') {
       this.transition('closed', 'peer', peer.at, 0, 0);
     }
@@ -238,7 +246,7 @@ export class CircuitBreaker {
     this.until = until;
     this.opens = opens;
     this.generation++;
-    this.changedAt = at;
+    this.lastChange = at;
     this.probes = 0;
     this.successes = 0;
     this.consecutive = 0;

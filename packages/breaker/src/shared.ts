@@ -124,7 +124,8 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
     });
   }
 
-  function onMessage(ch: string, raw: string): void {
+  /** A message from the channel (or a key read at resync, for `key`); anything malformed is dropped. */
+  function onMessage(ch: string, raw: string, key?: string): void {
     if (ch !== channel) return;
     let m: Message;
     try {
@@ -132,7 +133,10 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
     } catch {
       return;
     }
-    if (m === null || m.v !== 1 || m.id === id || typeof m.key !== 'string') return;
+    if (typeof m !== 'object' || m === null || m.v !== 1 || m.id === id) return;
+    if (m.kind !== 'open' && m.kind !== 'closed') return;
+    if (key !== undefined) m = { ...m, key };
+    if (typeof m.key !== 'string') return;
     deliver(m);
   }
 
@@ -141,7 +145,12 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
     if (list === undefined) return;
     const peer: PeerState =
       m.kind === 'open'
-        ? { kind: 'open', until: Number(m.until), opens: Number(m.opens) || 1, at: Number(m.at) }
+        ? {
+            kind: 'open',
+            until: Number(m.until),
+            opens: Math.trunc(Number(m.opens)) || 1,
+            at: Number(m.at),
+          }
         : { kind: 'closed', at: Number(m.at) };
     for (const b of list) b.adopt(peer);
   }
@@ -149,25 +158,29 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
   /** After (re)connecting: read what peers decided while we were away; tell them ours. */
   async function resync(): Promise<void> {
     for (const [key, list] of circuits) {
+      let raw: string | null;
       try {
-        const raw = await timed(() => cmd.get(`${channel}:${key}`));
-        if (raw !== null) {
-          const m = JSON.parse(raw) as Message;
-          if (m?.v === 1 && m.id !== id) deliver({ ...m, key });
-        }
-        for (const b of list) {
-          const s = b.state;
-          if (s.kind === 'open' && s.until > Date.now()) {
-            announce(
-              key,
-              { v: 1, id, key, kind: 'open', until: s.until, opens: s.opens, at: Date.now() },
-              s.until - Date.now(),
-            );
-          }
-        }
+        raw = await timed(() => cmd.get(`${channel}:${key}`));
       } catch (err) {
         onError(err as Error);
         return;
+      }
+      if (raw !== null) onMessage(channel, raw, key);
+      for (const b of list) {
+        const s = b.state;
+        // Announced with the time it opened: peers that know better (a later change) keep theirs.
+        if (s.kind === 'open' && s.until > Date.now()) {
+          const m: Message = {
+            v: 1,
+            id,
+            key,
+            kind: 'open',
+            until: s.until,
+            opens: s.opens,
+            at: b.changedAt,
+          };
+          announce(key, m, s.until - Date.now());
+        }
       }
     }
   }
