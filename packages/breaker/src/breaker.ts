@@ -166,7 +166,7 @@ export class CircuitBreaker {
     if (
       window !== undefined &&
       window.total >= o.minimumRequests &&
-      window.failures >= o.failureRate! * window.total
+      window.failures / window.total >= o.failureRate! // a division: 0.56 × 25 is 14.000000000000002
     ) {
       this.toOpen('failure-rate');
     }

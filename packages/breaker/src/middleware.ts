@@ -30,7 +30,9 @@ export interface BulkheadMiddleware extends Middleware {
 }
 
 const ADMISSION = Symbol('turnpike.breaker.admission');
-type Marked = ServerResponse & { [ADMISSION]?: number };
+/** Set by a bulkhead on a response it refused: the service was never called, nothing to judge. */
+const REFUSED = Symbol('turnpike.bulkhead.refused');
+type Marked = ServerResponse & { [ADMISSION]?: number; [REFUSED]?: true };
 
 /** The open answer of a circuit: its fallback, or the 503 `circuit-open` with `Retry-After`. */
 export function openAnswer(
@@ -68,7 +70,11 @@ export function circuitBreaker(options: BreakerOptions = {}): CircuitBreakerMidd
     this[ADMISSION] = REJECTED;
     breaker.record(
       admission,
-      this.writableFinished ? breaker.isFailureStatus(this.statusCode) : true,
+      this[REFUSED] === true
+        ? undefined
+        : this.writableFinished
+          ? breaker.isFailureStatus(this.statusCode)
+          : true,
     );
   }
   const mw = function turnpikeCircuitBreaker(req, res, next) {
@@ -107,7 +113,12 @@ export function bulkhead(options: BulkheadOptions): BulkheadMiddleware {
   const o = parseBulkheadOptions(options, 'bulkhead.options');
   const fallback =
     o.fallback === undefined ? undefined : compileFallback(o.fallback, o.logger, o.name);
-  const pool = new Bulkhead(o, overloadedAnswer(o, fallback));
+  const refuse = overloadedAnswer(o, fallback);
+  // A circuit in front of this bulkhead does not count its refusals: the service was not called.
+  const pool = new Bulkhead(o, (req, res) => {
+    (res as Marked)[REFUSED] = true;
+    refuse(req, res);
+  });
   /** 1: waiting; 2: holding a place. */
   function onClose(this: Held): void {
     const held = this[HELD];
