@@ -220,18 +220,24 @@ export class CircuitBreaker {
     const o = this.options;
     const wait = ms ?? Math.min(o.maxResetTimeoutMs, o.resetTimeoutMs * 2 ** (opens - 1));
     const now = Date.now();
-    this.transition('open', reason, now, now + wait, opens);
-    this.sync?.opened(this, this.until, opens, now);
+    const at = this.nextChangeAt(now);
+    this.transition('open', reason, at, now + wait, opens);
+    this.sync?.opened(this, this.until, opens, at);
   }
 
   private toHalfOpen(): void {
-    this.transition('half-open', 'reset-timeout', Date.now(), 0, this.opens);
+    this.transition('half-open', 'reset-timeout', this.nextChangeAt(Date.now()), 0, this.opens);
   }
 
   private toClosed(reason: StateChangeReason): void {
-    const now = Date.now();
-    this.transition('closed', reason, now, 0, 0);
-    this.sync?.closed(this, now);
+    const at = this.nextChangeAt(Date.now());
+    this.transition('closed', reason, at, 0, 0);
+    this.sync?.closed(this, at);
+  }
+
+  /** A change time after the last one, even within one millisecond: peers order changes by it. */
+  private nextChangeAt(now: number): number {
+    return now > this.lastChange ? now : this.lastChange + 1;
   }
 
   private transition(

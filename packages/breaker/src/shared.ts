@@ -72,18 +72,28 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
       error: err.message,
     });
   };
+  /** Both connections up: sharing works again; read what peers decided meanwhile. */
   const onReady = (): void => {
-    if (closed) return;
+    if (closed || cmd.status !== 'ready' || sub.status !== 'ready') return;
     if (down) logger.info('breaker sharing: Redis is back; sharing resumes');
     down = false;
     void resync();
   };
+  /**
+   * The subscription is made once the subscriber connection is up: with no offline queue a
+   * SUBSCRIBE sent while connecting is refused at once. (ioredis re-subscribes by itself
+   * after a reconnect; subscribing again is harmless.)
+   */
+  const onSubReady = (): void => {
+    if (closed) return;
+    sub.subscribe(channel).then(onReady, onError);
+  };
   cmd.on('error', onError);
   sub.on('error', onError);
   cmd.on('ready', onReady);
-  sub.on('ready', onReady);
+  sub.on('ready', onSubReady);
   sub.on('message', onMessage);
-  sub.subscribe(channel).catch(onError);
+  if (sub.status === 'ready') onSubReady();
 
   /** A command with a deadline of our own: a client given to us may queue while Redis is away. */
   function timed<T>(run: () => Promise<T>): Promise<T> {
@@ -229,7 +239,7 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
       circuits.clear();
       sub.off('message', onMessage);
       cmd.off('ready', onReady);
-      sub.off('ready', onReady);
+      sub.off('ready', onSubReady);
       await Promise.all([quit(sub), given === undefined ? quit(cmd) : Promise.resolve()]);
       cmd.off('error', onError);
       sub.off('error', onError);
