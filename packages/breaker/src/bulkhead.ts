@@ -1,27 +1,37 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ParsedBulkheadOptions } from './options';
 
-/** A request waiting for a place. */
-interface Waiter {
+/** A request waiting for a place: the ticket {@link Bulkhead.enter} returns, for {@link Bulkhead.cancel}. */
+export interface Waiter {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly go: () => void;
   timer: NodeJS.Timeout | undefined;
+  /** Left the queue (cancelled, expired, or given a place): skipped by the drain. */
+  gone: boolean;
 }
 
 /**
  * A concurrency cap: at most `maxConcurrent` requests in flight, up to `maxQueue` more
  * waiting (first come, first served) for at most `queueTimeoutMs`. The transport calls
- * {@link enter} and, for every request that got a place, {@link release} once when it ends;
- * a request that leaves while it waits is {@link cancel}led and frees its place in the queue.
- * The fast path (a place is free, no one waits) allocates nothing.
+ * {@link tryEnter} or {@link enter} and, for every request that got a place, {@link release}
+ * once when it ends; a request that leaves while it waits is {@link cancel}led with its
+ * ticket and frees its place in the queue.
+ *
+ * The fast path (a place is free, no one waits) allocates nothing. Cancelling and expiring
+ * mark the ticket (no search, no splice), so a burst of thousands costs linear time; the
+ * drain skips marked tickets and never recurses (a request given a place that ends at once
+ * releases into the loop that is running, not into a new one).
  */
 export class Bulkhead {
   /** Requests holding a place now. */
   active = 0;
+  /** Requests waiting now. */
+  queued = 0;
   private queue: Waiter[] = [];
-  /** Index of the first live entry of `queue` (entries before it were taken). */
+  /** Index of the first entry of `queue` not yet taken. */
   private head = 0;
+  private draining = false;
 
   constructor(
     readonly options: ParsedBulkheadOptions,
@@ -29,14 +39,9 @@ export class Bulkhead {
     private readonly refuse: (req: IncomingMessage, res: ServerResponse) => void,
   ) {}
 
-  /** Requests waiting now. */
-  get queued(): number {
-    return this.queue.length - this.head;
-  }
-
   /** Takes a place when one is free and no one waits; allocates nothing. Call `release()` when the request ends. */
   tryEnter(): boolean {
-    if (this.active < this.options.maxConcurrent && this.queue.length === this.head) {
+    if (this.active < this.options.maxConcurrent && this.queued === 0) {
       this.active++;
       return true;
     }
@@ -44,24 +49,26 @@ export class Bulkhead {
   }
 
   /**
-   * 'now': the request has a place (call `release()` when it ends). 'queued': it waits, and
-   * `go` runs when it gets one. 'refused': it was answered (the queue is full or off).
+   * When {@link tryEnter} failed: a ticket when the request waits (`go` runs once it has a
+   * place), or undefined when it was refused and answered (the queue is full or off).
    */
-  enter(req: IncomingMessage, res: ServerResponse, go: () => void): 'now' | 'queued' | 'refused' {
+  enter(req: IncomingMessage, res: ServerResponse, go: () => void): Waiter | undefined {
     const o = this.options;
-    if (this.active < o.maxConcurrent && this.queued === 0) {
-      this.active++;
-      return 'now';
-    }
     if (this.queued >= o.maxQueue) {
       this.refuse(req, res);
-      return 'refused';
+      return undefined;
     }
-    const waiter: Waiter = { req, res, go, timer: undefined };
+    // Entries left behind by cancels are dropped before they outnumber the live ones.
+    if (this.queue.length - this.head > 2 * this.queued + 1024) {
+      this.queue = this.queue.slice(this.head).filter((w) => !w.gone);
+      this.head = 0;
+    }
+    const waiter: Waiter = { req, res, go, timer: undefined, gone: false };
     waiter.timer = setTimeout(() => this.expire(waiter), o.queueTimeoutMs);
     waiter.timer.unref();
     this.queue.push(waiter);
-    return 'queued';
+    this.queued++;
+    return waiter;
   }
 
   /** A request that had a place ended: the next waiting one takes it. */
@@ -71,57 +78,55 @@ export class Bulkhead {
   }
 
   /** A waiting request left (the client went away): its place in the queue is freed. Returns whether it was waiting. */
-  cancel(req: IncomingMessage): boolean {
-    const i = this.indexOf(req);
-    if (i === -1) return false;
-    const [waiter] = this.queue.splice(i, 1);
-    clearTimeout(waiter!.timer);
+  cancel(waiter: Waiter): boolean {
+    if (waiter.gone) return false;
+    this.leave(waiter);
     return true;
-  }
-
-  /** Whether a request is waiting. */
-  isQueued(req: IncomingMessage): boolean {
-    return this.indexOf(req) !== -1;
   }
 
   /** Refuses every waiting request (shutdown). */
   close(): void {
-    const waiting = this.queue.slice(this.head);
+    const waiting = this.queue.slice(this.head).filter((w) => !w.gone);
+    for (const w of waiting) this.leave(w);
     this.queue = [];
     this.head = 0;
-    for (const w of waiting) {
-      clearTimeout(w.timer);
-      if (!w.res.headersSent && !w.res.destroyed) this.refuse(w.req, w.res);
-    }
+    for (const w of waiting) if (!w.res.headersSent && !w.res.destroyed) this.refuse(w.req, w.res);
   }
 
-  private indexOf(req: IncomingMessage): number {
-    for (let i = this.head; i < this.queue.length; i++) if (this.queue[i]!.req === req) return i;
-    return -1;
+  private leave(waiter: Waiter): void {
+    waiter.gone = true;
+    clearTimeout(waiter.timer);
+    this.queued--;
   }
 
   private expire(waiter: Waiter): void {
-    const i = this.queue.indexOf(waiter, this.head);
-    if (i === -1) return;
-    this.queue.splice(i, 1);
+    if (waiter.gone) return;
+    this.leave(waiter);
     this.refuse(waiter.req, waiter.res);
   }
 
   private drain(): void {
-    while (this.active < this.options.maxConcurrent && this.queued > 0) {
-      const waiter = this.queue[this.head]!;
-      this.head++;
-      if (this.head > 1024 && this.head * 2 > this.queue.length) {
-        this.queue = this.queue.slice(this.head);
-        this.head = 0;
-      } else if (this.head === this.queue.length) {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.active < this.options.maxConcurrent && this.queued > 0) {
+        const waiter = this.queue[this.head++]!;
+        if (waiter.gone) continue;
+        this.leave(waiter);
+        if (waiter.res.destroyed || waiter.res.writableEnded) continue; // left without a cancel
+        this.active++;
+        waiter.go(); // may end at once and release(): counted by the loop, not a new drain
+      }
+    } finally {
+      this.draining = false;
+      // Taken entries are dropped once they are most of the array.
+      if (this.head === this.queue.length) {
         this.queue = [];
         this.head = 0;
+      } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
       }
-      clearTimeout(waiter.timer);
-      if (waiter.res.destroyed || waiter.res.writableEnded) continue; // left without a cancel
-      this.active++;
-      waiter.go();
     }
   }
 }

@@ -5,6 +5,7 @@ export type { CircuitBreakerMiddleware, BulkheadMiddleware } from './middleware'
 export { CircuitBreaker, REJECTED } from './breaker';
 export type { BreakerSync, PeerState } from './breaker';
 export { Bulkhead } from './bulkhead';
+export type { Waiter } from './bulkhead';
 /** Sharing circuits across instances through Redis. */
 export { shareCircuits } from './shared';
 export type { Sharing } from './shared';

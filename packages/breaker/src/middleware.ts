@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sendProblem } from '@turnpike/core';
 import { CircuitBreaker, REJECTED } from './breaker';
-import { Bulkhead } from './bulkhead';
+import { Bulkhead, type Waiter } from './bulkhead';
 import { compileFallback, RetryAfterErrors, type Answer } from './fallback';
 import { parseBreakerOptions, parseBulkheadOptions } from './options';
 import { shareCircuits, type Sharing } from './shared';
@@ -29,10 +29,9 @@ export interface BulkheadMiddleware extends Middleware {
   close(): void;
 }
 
-const ADMISSION = Symbol('turnpike.breaker.admission');
-/** Set by a bulkhead on a response it refused: the service was never called, nothing to judge. */
+/** Set by any bulkhead on a response it refused: the service was never called, nothing to judge. */
 const REFUSED = Symbol('turnpike.bulkhead.refused');
-type Marked = ServerResponse & { [ADMISSION]?: number; [REFUSED]?: true };
+type Refused = ServerResponse & { [REFUSED]?: true };
 
 /** The open answer of a circuit: its fallback, or the 503 `circuit-open` with `Retry-After`. */
 export function openAnswer(
@@ -65,6 +64,9 @@ export function circuitBreaker(options: BreakerOptions = {}): CircuitBreakerMidd
   const fallback =
     o.fallback === undefined ? undefined : compileFallback(o.fallback, o.logger, o.name);
   const rejected = openAnswer(breaker, fallback);
+  // A symbol of this middleware's own: nested breakers each keep their admission.
+  const ADMISSION = Symbol('turnpike.breaker.admission');
+  type Marked = Refused & { [ADMISSION]?: number };
   function onClose(this: Marked): void {
     const admission = this[ADMISSION] ?? REJECTED;
     this[ADMISSION] = REJECTED;
@@ -101,9 +103,6 @@ export function overloadedAnswer(
   return (req, res) => sendProblem(req, res, err);
 }
 
-const HELD = Symbol('turnpike.bulkhead.held');
-type Held = ServerResponse & { [HELD]?: 0 | 1 | 2 };
-
 /**
  * A bulkhead as Express middleware: at most `maxConcurrent` requests run the handlers after
  * it at once; up to `maxQueue` more wait up to `queueTimeoutMs`; past that, 503 `overloaded`
@@ -116,33 +115,37 @@ export function bulkhead(options: BulkheadOptions): BulkheadMiddleware {
   const refuse = overloadedAnswer(o, fallback);
   // A circuit in front of this bulkhead does not count its refusals: the service was not called.
   const pool = new Bulkhead(o, (req, res) => {
-    (res as Marked)[REFUSED] = true;
+    (res as Refused)[REFUSED] = true;
     refuse(req, res);
   });
-  /** 1: waiting; 2: holding a place. */
+  // A symbol of this middleware's own: nested bulkheads each keep their place.
+  // HOLDING: the request holds a place; a Waiter: it waits in the queue.
+  const PLACE = Symbol('turnpike.bulkhead.place');
+  type Held = ServerResponse & { [PLACE]?: typeof HOLDING | Waiter | undefined };
   function onClose(this: Held): void {
-    const held = this[HELD];
-    this[HELD] = 0;
-    if (held === 2) pool.release();
-    else if (held === 1) pool.cancel(this.req);
+    const place = this[PLACE];
+    this[PLACE] = undefined;
+    if (place === HOLDING) pool.release();
+    else if (place !== undefined) pool.cancel(place);
   }
   const mw = function turnpikeBulkhead(req, res, next) {
     const marked = res as Held;
     if (pool.tryEnter()) {
-      marked[HELD] = 2;
+      marked[PLACE] = HOLDING;
       res.on('close', onClose);
       return next();
     }
-    const entered = pool.enter(req, res, () => {
-      marked[HELD] = 2;
+    const waiter = pool.enter(req, res, () => {
+      marked[PLACE] = HOLDING;
       next();
     });
-    if (entered === 'refused') return;
-    marked[HELD] = entered === 'now' ? 2 : 1;
+    if (waiter === undefined) return;
+    marked[PLACE] = waiter;
     res.on('close', onClose);
-    if (entered === 'now') next();
   } as Middleware as BulkheadMiddleware;
   Object.defineProperty(mw, 'bulkhead', { value: pool, enumerable: true });
   (mw as { close: () => void }).close = () => pool.close();
   return mw;
 }
+
+const HOLDING = 1;

@@ -20,6 +20,7 @@ import {
   type RedisLike,
   type Sharing,
   type StateChangeEvent,
+  type Waiter,
 } from '@turnpike/breaker';
 import {
   answerFailure,
@@ -54,7 +55,8 @@ const breakerConfig = object<ServiceBreakerConfig>({
 export const breakerCheck: Check<ServiceBreakerConfig | false> = (value, path) => {
   if (value === false) return false;
   const parsed = breakerConfig(value, path);
-  completeBreakerOptions(parsed, path);
+  // fallbackOnFailure may rely on the routes' fallbacks: checked per route (checkGuards).
+  completeBreakerOptions({ ...parsed, fallbackOnFailure: undefined }, path);
   return parsed;
 };
 
@@ -126,19 +128,36 @@ export function checkGuards(config: {
         );
       return;
     }
-    let circuit = s.breaker !== undefined && s.breaker !== false;
-    if (route.breaker === false) circuit = false;
+    let effective: ServiceBreakerConfig | undefined = s.breaker === false ? undefined : s.breaker;
+    if (route.breaker === false) effective = undefined;
     else if (route.breaker !== undefined) {
-      const merged = { ...(s.breaker || {}), ...route.breaker };
-      completeBreakerOptions(merged, `${at}.breaker`);
-      shared(merged, `${at}.breaker`);
-      circuit = true;
+      effective = { ...effective, ...route.breaker };
+      completeBreakerOptions({ ...effective, fallbackOnFailure: undefined }, `${at}.breaker`);
+      shared(effective, `${at}.breaker`);
     }
-    if (route.fallback !== undefined && route.fallback !== false && !circuit) {
+    if (route.fallback !== undefined && route.fallback !== false && effective === undefined) {
       throw new ConfigError(
         `${at}.fallback`,
         "a route with a breaker (its own or its service's)",
         'a fallback',
+      );
+    }
+    const fallback =
+      route.fallback === undefined ? effective?.fallback : route.fallback || undefined;
+    // fallback: false on a route turns its fallback off: nothing to check.
+    if (
+      effective?.fallbackOnFailure === true &&
+      fallback === undefined &&
+      route.fallback !== false
+    ) {
+      const own =
+        route.breaker !== undefined && route.breaker !== false && route.breaker.fallbackOnFailure;
+      throw new ConfigError(
+        own
+          ? `${at}.breaker.fallbackOnFailure`
+          : `services.${route.service}.breaker.fallbackOnFailure`,
+        `a fallback to answer with (routes[${i}] has none: set breaker.fallback or the route's fallback)`,
+        true,
       );
     }
   });
@@ -153,8 +172,9 @@ interface RouteGuard {
 
 const ADMISSION = Symbol('turnpike.circuit');
 const PLACE = Symbol('turnpike.bulkhead');
-/** PLACE: 1 waiting in the queue, 2 holding a place. */
-type Guarded = IncomingMessage & { [ADMISSION]?: number; [PLACE]?: 0 | 1 | 2 };
+/** PLACE: HOLDING a place, or the ticket of a request waiting in the queue. */
+const HOLDING = 1;
+type Guarded = IncomingMessage & { [ADMISSION]?: number; [PLACE]?: typeof HOLDING | Waiter };
 
 /** The circuit's verdict on a request's one outcome (its retries included): true a failure, undefined neither. */
 function verdict(o: Outcome, breaker: CircuitBreaker): boolean | undefined {
@@ -169,8 +189,16 @@ function verdict(o: Outcome, breaker: CircuitBreaker): boolean | undefined {
     case 'handled':
     case 'client-gone':
       return undefined;
+    case 'timeout':
+      // The deadline passed while the client was still sending its body: the client may be
+      // the slow one (a slow upload must not open the circuit for everyone).
+      return o.req.complete ? true : undefined;
+    case 'cut-off':
+      // The deadline passed mid-body: a client that stops reading is as likely as a
+      // trickling upstream. A body that broke (reset, closed, bad chunk) counts.
+      return o.error?.code === 'ERR_TURNPIKE_UPSTREAM_TIMEOUT' ? undefined : true;
     default:
-      return true; // a connect failure, a reset, a timeout, a bad answer, a cut-off body
+      return true; // a connect failure, a reset, a bad answer
   }
 }
 
@@ -290,17 +318,17 @@ export class Guards {
     const req = o.req as Guarded;
     const admission = req[ADMISSION];
     const place = req[PLACE];
-    if (admission === undefined && place === undefined) return;
+    if ((admission === undefined || admission === REJECTED) && place === undefined) return;
     const guard = this.routes.get(o.route);
     if (guard === undefined) return;
     if (admission !== undefined && admission !== REJECTED) {
       req[ADMISSION] = REJECTED;
       guard.breaker!.record(admission, verdict(o, guard.breaker!));
     }
-    if (place !== undefined && place !== 0) {
-      req[PLACE] = 0;
-      if (place === 2) guard.bulkhead!.release();
-      else guard.bulkhead!.cancel(req);
+    if (place !== undefined) {
+      req[PLACE] = undefined;
+      if (place === HOLDING) guard.bulkhead!.release();
+      else guard.bulkhead!.cancel(place);
     }
   };
 
@@ -326,7 +354,8 @@ export class Guards {
     config: ServiceBreakerConfig,
     path: string,
   ): CircuitBreaker {
-    const { shared, ...rest } = config;
+    // The fallback is the stage's (per route), not the circuit's.
+    const { shared, fallback: _fallback, fallbackOnFailure: _onFailure, ...rest } = config;
     const options = completeBreakerOptions({ ...rest, name: service, logger: this.logger }, path);
     const circuit = new CircuitBreaker(options, route, this.logger);
     if (this.redis !== undefined && shared !== false) {
@@ -372,13 +401,13 @@ function bulkheadStage(bulkhead: Bulkhead): Middleware {
   return function turnpikeBulkhead(req, res, next) {
     const guarded = req as Guarded;
     if (bulkhead.tryEnter()) {
-      guarded[PLACE] = 2;
+      guarded[PLACE] = HOLDING;
       return next();
     }
-    const entered = bulkhead.enter(req, res, () => {
-      guarded[PLACE] = 2;
+    const waiter = bulkhead.enter(req, res, () => {
+      guarded[PLACE] = HOLDING;
       next();
     });
-    if (entered === 'queued') guarded[PLACE] = 1;
+    if (waiter !== undefined) guarded[PLACE] = waiter;
   };
 }
