@@ -41,7 +41,8 @@ async function privateRedis(): Promise<RedisServer> {
 }
 
 /** The Redis key of a service's circuit. */
-const keyOf = (service: string): string => `${CHANNEL}:${service}`;
+const keyOf = (service: string): string => `${CHANNEL}:state:${service}`;
+const lockOf = (service: string): string => `${CHANNEL}:lock:${service}`;
 
 /**
  * The canary of service `name`: a service of its own (no route) whose circuit the tests open
@@ -55,7 +56,7 @@ const canaryOf = (name: string): string => `${name}.canary`;
  */
 function serviceName(): string {
   const name = `svc${randomUUID().slice(0, 8)}`;
-  const keys = [name, canaryOf(name)].flatMap((s) => [keyOf(s), `${keyOf(s)}:probe`]);
+  const keys = [name, canaryOf(name)].flatMap((s) => [keyOf(s), lockOf(s)]);
   closers.push(() =>
     redisCommand(SHARED_REDIS_PORT, ['DEL', ...keys]).then(
       () => undefined,
@@ -366,7 +367,7 @@ describe('a circuit shared through Redis by gateway instances', () => {
 
     expect(await drive(`${a.url}/x`, 3)).toEqual([500, 500, 500]);
     const retryAfterA = expectCircuitOpen(await send(`${a.url}/x`));
-    // The open state is kept in turnpike:breaker:<service> until the half-open time.
+    // The open state is kept in turnpike:breaker:state:<service> until the half-open time.
     await eventually(
       async () => (await redisCommand(SHARED_REDIS_PORT, ['EXISTS', keyOf(name)])) === 1,
       1500,

@@ -202,7 +202,9 @@ export class CircuitBreaker {
 
   /** Sharing: a peer's state. Newer than this circuit's last change: taken as this one's. */
   adopt(peer: PeerState): void {
-    if (!Number.isFinite(peer.at) || peer.at <= this.lastChange) return;
+    // A change time from the future (a skewed clock, a stray publisher) would make this
+    // circuit ignore every real change after it: beyond a minute ahead it is dropped.
+    if (!(peer.at > this.lastChange && peer.at <= Date.now() + 60_000)) return;
     if (peer.kind === 'open') {
       const now = Date.now();
       if (!(peer.until > now)) return;

@@ -126,9 +126,9 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
     const json = JSON.stringify(message);
     send(() => {
       const m = cmd.multi();
-      if (message.kind === 'open') m.set(`${channel}:${key}`, json, 'PX', Math.max(1, ttlMs));
-      else m.del(`${channel}:${key}`);
-      m.del(`${channel}:${key}:probe`);
+      if (message.kind === 'open') m.set(`${channel}:state:${key}`, json, 'PX', Math.max(1, ttlMs));
+      else m.del(`${channel}:state:${key}`);
+      m.del(`${channel}:lock:${key}`);
       m.publish(channel, json);
       return m.exec();
     });
@@ -170,7 +170,7 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
     for (const [key, list] of circuits) {
       let raw: string | null;
       try {
-        raw = await timed(() => cmd.get(`${channel}:${key}`));
+        raw = await timed(() => cmd.get(`${channel}:state:${key}`));
       } catch (err) {
         onError(err as Error);
         return;
@@ -209,7 +209,7 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
     },
     requestProbe(breaker) {
       const key = keyOf(breaker);
-      timed(() => cmd.set(`${channel}:${key}:probe`, id, 'PX', lockMs, 'NX')).then(
+      timed(() => cmd.set(`${channel}:lock:${key}`, id, 'PX', lockMs, 'NX')).then(
         (won) => {
           if (won === 'OK') breaker.probeGranted();
           else breaker.probeDenied(Math.min(1000, lockMs));
