@@ -34,7 +34,11 @@ export function compileFallback(fallback: Fallback, logger: Logger, name: string
     };
     return (req, res, reason) => {
       try {
-        if (!res.headersSent) res.setHeader(FALLBACK_HEADER, reason);
+        if (!res.headersSent) {
+          res.setHeader(FALLBACK_HEADER, reason);
+          if (!res.hasHeader('x-content-type-options'))
+            res.setHeader('X-Content-Type-Options', 'nosniff');
+        }
         const result = fallback(req, res, reason) as PromiseLike<unknown> | undefined;
         if (typeof result?.then === 'function') {
           result.then(undefined, (err: unknown) => failed(req, res, err));
@@ -72,9 +76,13 @@ export function compileFallback(fallback: Fallback, logger: Logger, name: string
     if (type !== undefined && !base.some(([k]) => k.toLowerCase() === 'content-type')) {
       list.push('Content-Type', type);
     }
-    list.push('Content-Length', String(body.length), FALLBACK_HEADER, reason);
+    const bodyless = status === 204 || status === 304;
+    if (!bodyless) list.push('Content-Length', String(body.length));
+    list.push(FALLBACK_HEADER, reason);
     if (!base.some(([k]) => k.toLowerCase() === 'cache-control'))
       list.push('Cache-Control', 'no-store');
+    if (!base.some(([k]) => k.toLowerCase() === 'x-content-type-options'))
+      list.push('X-Content-Type-Options', 'nosniff');
     return list;
   };
   const byReason: Record<FallbackReason, string[]> = {

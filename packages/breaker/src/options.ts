@@ -52,14 +52,55 @@ const rate: Check<number> = (value, path) => {
 
 const statusCheck = number({ integer: true, min: 100, max: 599 });
 
-const fallbackResponse = object<FallbackResponse>({
-  status: number({ integer: true, min: 200, max: 599 }),
-  headers: record(string(), {
+/** Headers the gateway frames or that belong to one connection: a fallback may not set them. */
+const FRAMING = new Set([
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'upgrade',
+  'te',
+  'trailer',
+]);
+
+const headerValue = string({
+  pattern: /^[\t\x20-\x7e]*$/,
+  expected:
+    'a header value of visible ASCII, spaces and tabs (no CR, LF or other control characters)',
+});
+
+const fallbackHeaders: Check<Record<string, string>> = (value, path) => {
+  const out = record(headerValue, {
     keyPattern: /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/,
     keyExpected: 'a header name',
-  }),
+  })(value, path);
+  for (const name of Object.keys(out)) {
+    if (FRAMING.has(name.toLowerCase())) {
+      throw new ConfigError(
+        join(path, name),
+        'a header the gateway does not frame itself (not Content-Length, Transfer-Encoding or a hop-by-hop header)',
+        name,
+      );
+    }
+  }
+  return out;
+};
+
+const fallbackObject = object<FallbackResponse>({
+  status: number({ integer: true, min: 200, max: 599 }),
+  headers: fallbackHeaders,
   body: (v) => v,
 });
+
+const fallbackResponse: Check<FallbackResponse> = (value, path) => {
+  const out = fallbackObject(value, path);
+  const empty = out.body === undefined || out.body === null || out.body === '';
+  if ((out.status === 204 || out.status === 304) && !empty) {
+    throw new ConfigError(join(path, 'body'), `no body with status ${out.status}`, out.body);
+  }
+  return out;
+};
 
 /** A fallback: a function, or a fixed response `{ status, headers, body }`. */
 export const fallbackCheck: Check<Fallback> = (value, path) => {
