@@ -43,6 +43,12 @@ function isWebSocket(value: string | undefined): boolean {
 function onResClose(this: ServerResponse): void {
   const ex = exchangeOf(this.req);
   if (ex === undefined || ex.state === 'settled') return;
+  const pending = ex.pending;
+  if (pending !== undefined) {
+    // A fallback answered (or the client left while it did): the upstream's failure settles.
+    ex.settle(pending.kind, pending.error, pending.cause);
+    return;
+  }
   // Finished without the router settling it: a stage (or a handler route) answered.
   if (this.writableFinished) ex.settle(ex.state === 'stages' ? 'stage' : 'handled');
   else ex.settle('client-gone');

@@ -74,6 +74,9 @@ export class Exchange {
   failureStatus: ((status: number) => boolean) | undefined = undefined;
   /** Why a fallback answered, for the outcome; undefined when none did. */
   fallback: string | undefined = undefined;
+  /** A fallback still answering (asynchronously): how the exchange settles once `res` closes. */
+  pending: { kind: OutcomeKind; error: GatewayError | undefined; cause: unknown } | undefined =
+    undefined;
   /** A response tap a stage set for this request, and the sink it opened. */
   tap: ResponseTap | undefined = undefined;
   sink: TapSink | undefined = undefined;
@@ -160,6 +163,11 @@ export class Exchange {
     } catch (err) {
       this.snapshot.pickerFailed(err);
     }
+  }
+
+  /** Ends the calls still running (each reported once) without settling: a fallback answers instead. */
+  endCalls(kind: OutcomeKind): void {
+    if (this.live !== 0 && this.attempt !== undefined) this.endLive(this.attempt, kind);
   }
 
   /** The tries so far, for the picker to skip. */

@@ -104,6 +104,8 @@ function fallBack(
   ex.fallback = 'upstream-failure';
   const { req, res } = ex;
   if (!req.complete && hasBody(req)) res.shouldKeepAlive = false;
+  // No late upstream answer may write once the fallback has the response.
+  ex.endCalls(kind);
   try {
     answer(req, res);
   } catch (err) {
@@ -114,7 +116,13 @@ function fallBack(
     });
     sendProblem(req, res, PICKER_FAILED);
   }
-  ex.settle(kind, error, cause);
+  if (res.writableEnded) {
+    ex.settle(kind, error, cause);
+    return;
+  }
+  // An asynchronous fallback: the exchange settles when the response closes (the outcome then
+  // has the status it sent), and the deadline still bounds it.
+  ex.pending = { kind, error, cause };
 }
 
 function onDeadline(ctx: ForwardContext, ex: Exchange): void {
