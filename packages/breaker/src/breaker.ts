@@ -180,6 +180,11 @@ export class CircuitBreaker {
 
   /** Opens the circuit by hand, for `ms` (default: the next reset time). */
   open(ms?: number): void {
+    if (ms !== undefined && !(Number.isInteger(ms) && ms >= 1 && ms <= 86_400_000)) {
+      throw new TypeError(
+        `Turnpike: breaker.open(ms) takes whole ms from 1 to 86400000, got ${ms}`,
+      );
+    }
     this.toOpen('manual', ms);
   }
 

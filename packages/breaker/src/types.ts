@@ -79,7 +79,7 @@ export interface SharedOptions {
   probeLockMs?: number;
 }
 
-/** The part of an ioredis client sharing uses (an ioredis `Redis`, or a `Cluster`). */
+/** The part of an ioredis client sharing uses (an ioredis `Redis`; a `Cluster` is not supported: the state and lock keys of a circuit are written in one MULTI). */
 export interface RedisLike {
   duplicate(): RedisLike;
   on(event: string, listener: (...args: never[]) => void): unknown;

@@ -117,3 +117,11 @@ describe('CircuitBreaker: news from peers', () => {
     expect(b.retryAfter()).toBeLessThanOrEqual(5);
   });
 });
+
+describe('CircuitBreaker.open(ms)', () => {
+  it.each([0, -1, 1.5, Infinity, Number.NaN, 86_400_001])('refuses %p', (ms) => {
+    const b = new CircuitBreaker(parseBreakerOptions({}));
+    expect(() => b.open(ms)).toThrow(TypeError);
+    expect(b.state.kind).toBe('closed');
+  });
+});
