@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { GatewayError, isGatewayError, sendProblem, type Logger } from '@turnpike/core';
@@ -7,11 +7,11 @@ import { exchangeOf, type Exchange } from './exchange';
 import { answerError, forwarder, type ForwardContext } from './forward';
 import { createHygiene } from './headers';
 import type { ParsedRouterOptions } from './options';
-import type { OutcomeKind, Outcomes } from './outcome';
+import type { AttemptInfo, Outcome, OutcomeKind, Outcomes } from './outcome';
 import type { CompiledRoute } from './route';
 import { RouteTable } from './route-table';
 import { compileService, type CompiledService } from './service';
-import type { Middleware, RoutedRequest } from './types';
+import type { Middleware, RouteInfo, RoutedRequest } from './types';
 import { upgrader } from './websocket';
 
 /** What a route runs once matched: its chain for HTTP, and one for WebSocket upgrades. */
@@ -25,6 +25,59 @@ type Closable = Middleware & { close?: () => unknown };
 
 const NO_ATTEMPTS: readonly never[] = Object.freeze([]);
 const ROUTE_NOT_FOUND = new GatewayError('ERR_TURNPIKE_ROUTE_NOT_FOUND');
+
+/**
+ * One request's outcome, built once per request while someone listens. A class rather than a
+ * literal so that `attempts` is made only when a listener reads it: most requests have one
+ * attempt, and most listeners never ask for the list.
+ */
+class SettledOutcome implements Outcome {
+  readonly route: RouteInfo;
+  readonly service: string | undefined;
+  readonly req: IncomingMessage;
+  readonly status: number;
+  readonly attempt: AttemptInfo | undefined;
+  readonly retries: number;
+  readonly hedges: number;
+  readonly fallback: string | undefined;
+  readonly durationMs: number;
+  private readonly list: readonly AttemptInfo[] | undefined;
+
+  constructor(
+    ex: Exchange,
+    readonly kind: OutcomeKind,
+    readonly error: GatewayError | undefined,
+    readonly cause: unknown,
+  ) {
+    const res = ex.res;
+    this.route = ex.route.info;
+    this.service = ex.route.service;
+    this.req = ex.req;
+    // Settled before a problem answer is written: that answer's status is the error's. A
+    // complete response has had its head written (the common case skips the headersSent
+    // getter, which Express's swapped prototype makes a slow lookup).
+    this.status =
+      kind === 'complete'
+        ? res.statusCode
+        : kind === 'upgraded'
+          ? 101
+          : res.headersSent
+            ? res.statusCode
+            : kind === 'client-gone' || error === undefined
+              ? 0
+              : error.status;
+    this.attempt = ex.attempt;
+    this.list = ex.attempts;
+    this.retries = ex.retries;
+    this.hedges = ex.hedges;
+    this.fallback = ex.fallback;
+    this.durationMs = performance.now() - ex.startedAt;
+  }
+
+  get attempts(): readonly AttemptInfo[] {
+    return this.list ?? (this.attempt === undefined ? NO_ATTEMPTS : [this.attempt]);
+  }
+}
 
 /** Runs a stage of the router's own on the request's exchange. */
 function onExchange(stage: (ex: Exchange) => void): Handler {
@@ -133,32 +186,7 @@ export class Snapshot {
   /** Called by {@link Exchange.settle}, once per exchange: the outcome goes to the listeners. */
   report(ex: Exchange, kind: OutcomeKind, error: GatewayError | undefined, cause: unknown): void {
     this.inflight--;
-    if (this.outcomes.listening) {
-      const res = ex.res;
-      this.outcomes.emit({
-        kind,
-        route: ex.route.info,
-        service: ex.route.service,
-        req: ex.req,
-        // Settled before a problem answer is written: that answer's status is the error's.
-        status:
-          kind === 'upgraded'
-            ? 101
-            : res.headersSent
-              ? res.statusCode
-              : kind === 'client-gone' || error === undefined
-                ? 0
-                : error.status,
-        attempt: ex.attempt,
-        attempts: ex.attempts ?? (ex.attempt === undefined ? NO_ATTEMPTS : [ex.attempt]),
-        retries: ex.retries,
-        hedges: ex.hedges,
-        fallback: ex.fallback,
-        error,
-        cause,
-        durationMs: performance.now() - ex.startedAt,
-      });
-    }
+    if (this.outcomes.listening) this.outcomes.emit(new SettledOutcome(ex, kind, error, cause));
     if (this.inflight === 0) this.onDrained?.();
   }
 
