@@ -151,7 +151,25 @@ export class CircuitBreaker {
       if (++this.successes >= this.options.successThreshold) this.toClosed('probe-success');
       return;
     }
-    if (failed === undefined) return;
+    if (failed !== undefined) this.count(failed);
+  }
+
+  /**
+   * The verdict on a request admitted while closed, for a transport that keeps no admission
+   * per request (the gateway): `since` (epoch ms) is when the request started. Counted only
+   * while the circuit is closed and the request started after its last change, which is what
+   * the generation of an admission proves otherwise.
+   */
+  recordClosed(failed: boolean, since: number): void {
+    if (this.kind === 'closed' && since >= this.lastChange) this.count(failed);
+  }
+
+  /** Whether the circuit is half-open: the only state whose admissions must be told apart. */
+  get halfOpen(): boolean {
+    return this.kind === 'half-open';
+  }
+
+  private count(failed: boolean): void {
     const o = this.options;
     const window = this.window;
     if (window !== undefined) window.add(Date.now(), failed);

@@ -170,11 +170,17 @@ interface RouteGuard {
   readonly stages: readonly Middleware[];
 }
 
-const ADMISSION = Symbol('turnpike.circuit');
+/**
+ * Per-request marks, only where they are needed: PROBE on a half-open probe (the closed path
+ * marks nothing: the outcome's start time tells a stale verdict, see recordClosed), PLACE on
+ * a request of a service with a bulkhead. A symbol read on a request walks its prototype chain
+ * when absent, so the outcome listener reads them only when they can be there.
+ */
+const PROBE = Symbol('turnpike.probe');
 const PLACE = Symbol('turnpike.bulkhead');
 /** PLACE: HOLDING a place, or the ticket of a request waiting in the queue. */
 const HOLDING = 1;
-type Guarded = IncomingMessage & { [ADMISSION]?: number; [PLACE]?: typeof HOLDING | Waiter };
+type Guarded = IncomingMessage & { [PROBE]?: number; [PLACE]?: typeof HOLDING | Waiter };
 
 /** The circuit's verdict on a request's one outcome (its retries included): true a failure, undefined neither. */
 function verdict(o: Outcome, breaker: CircuitBreaker): boolean | undefined {
@@ -315,20 +321,30 @@ export class Guards {
 
   /** Every request's outcome: its circuit counts it, its bulkhead place is freed. */
   readonly onOutcome = (o: Outcome): void => {
-    const req = o.req as Guarded;
-    const admission = req[ADMISSION];
-    const place = req[PLACE];
-    if ((admission === undefined || admission === REJECTED) && place === undefined) return;
     const guard = this.routes.get(o.route);
     if (guard === undefined) return;
-    if (admission !== undefined && admission !== REJECTED) {
-      req[ADMISSION] = REJECTED;
-      guard.breaker!.record(admission, verdict(o, guard.breaker!));
+    const breaker = guard.breaker;
+    if (breaker !== undefined) {
+      const failed = verdict(o, breaker);
+      if (breaker.halfOpen) {
+        const req = o.req as Guarded;
+        const probe = req[PROBE];
+        if (probe !== undefined) {
+          req[PROBE] = undefined;
+          breaker.record(probe, failed);
+        }
+      } else if (failed !== undefined) {
+        breaker.recordClosed(failed, Date.now() - o.durationMs);
+      }
     }
-    if (place !== undefined) {
+    const bulkhead = guard.bulkhead;
+    if (bulkhead !== undefined) {
+      const req = o.req as Guarded;
+      const place = req[PLACE];
+      if (place === undefined) return;
       req[PLACE] = undefined;
-      if (place === HOLDING) guard.bulkhead!.release();
-      else guard.bulkhead!.cancel(place);
+      if (place === HOLDING) bulkhead.release();
+      else bulkhead.cancel(place);
     }
   };
 
@@ -390,7 +406,7 @@ function breakerStage(
   return function turnpikeBreaker(req, res, next) {
     const admission = circuit.admit();
     if (admission === REJECTED) return rejected(req, res);
-    (req as Guarded)[ADMISSION] = admission;
+    if (admission % 2 === 1) (req as Guarded)[PROBE] = admission;
     if (failureAnswer !== undefined) answerFailure(req, failureAnswer, failureStatus);
     next();
   };
