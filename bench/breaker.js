@@ -100,26 +100,28 @@ function table(results) {
     'what',
     'requests/s',
     '× bare rps',
+    'paired × bare rps',
     'CPU µs/req',
     '× bare CPU',
+    'paired × bare CPU',
     'p50 ms',
     'p99 ms',
     'proxy CPU %',
     'non-2xx / errors / mismatches',
   ];
   const rows = Object.entries(results).map(([name, r]) => {
-    if (r.status === 'skipped')
-      return [name, PROXIES[name].what, r.why, '—', '—', '—', '—', '—', '—', '—'];
-    if (r.status !== 'measured') {
-      return [name, PROXIES[name].what, 'FAILED', '—', '—', '—', '—', '—', '—', '—'];
-    }
+    const none = ['—', '—', '—', '—', '—', '—', '—', '—', '—'];
+    if (r.status === 'skipped') return [name, PROXIES[name].what, r.why, ...none];
+    if (r.status !== 'measured') return [name, PROXIES[name].what, 'FAILED', ...none];
     return [
       name,
       PROXIES[name].what,
       cell(r.rps),
       cell(r.xBareRps, 3, '×'),
+      cell(r.pairedRps, 3, '×'),
       cell(r.cpuMicrosPerRequest),
       cell(r.xBareCpu, 3, '×'),
+      cell(r.pairedCpu, 3, '×'),
       cell(r.p50Ms, 1),
       cell(r.p99Ms, 1),
       cell(r.proxyCpuPercent),
@@ -172,6 +174,14 @@ async function main() {
     if (r.status !== 'measured' || !ref) continue;
     r.xBareRps = round(r.rps / ref.rps, 3);
     r.xBareCpu = round(r.cpuMicrosPerRequest / ref.cpuMicrosPerRequest, 3);
+    // Paired: each rep against bare's in the same rep (they run back to back), then the
+    // median. The machine's drift between reps cancels out of these.
+    const pairs = r.reps.map((x, i) => ref.reps[i] && [x, ref.reps[i]]).filter(Boolean);
+    r.pairedRps = round(lib.median(pairs.map(([x, b]) => x.rps / b.rps)), 3);
+    r.pairedCpu = round(
+      lib.median(pairs.map(([x, b]) => x.cpuMicrosPerRequest / b.cpuMicrosPerRequest)),
+      3,
+    );
   }
   const notes = [];
   for (const [name, r] of Object.entries(ordered)) {
@@ -197,7 +207,9 @@ async function main() {
       table: md,
     });
   }
-  const about = `Medians of ${s.reps} rep(s); ratios to bare within this run.`;
+  const about =
+    `Medians of ${s.reps} rep(s); ratios to bare within this run; "paired": the median of ` +
+    'each rep against bare in the same rep.';
   return lib.finish(notes, about, md, ok);
 }
 
