@@ -1,5 +1,4 @@
-import type { Logger } from '@turnpike/core';
-import { Listeners } from './listeners';
+import { Listeners, type Logger } from '@turnpike/core';
 import type { ParsedBreakerOptions } from './options';
 import type { CircuitState, CircuitStateName, StateChangeEvent, StateChangeReason } from './types';
 import { RollingWindow } from './window';
@@ -76,11 +75,13 @@ export class CircuitBreaker {
         : new RollingWindow(options.windowMs, options.bucketMs);
     this.failing = new Uint8Array(600);
     for (const s of options.failureStatuses) this.failing[s] = 1;
-    this.changes = new Listeners<StateChangeEvent>((err) =>
-      (logger ?? options.logger).error('breaker state listener failed', {
-        service: this.name,
-        error: String(err),
-      }),
+    this.changes = new Listeners<StateChangeEvent>(
+      (err) =>
+        (logger ?? options.logger).error('breaker state listener failed', {
+          service: this.name,
+          error: String(err),
+        }),
+      'onStateChange',
     );
   }
 

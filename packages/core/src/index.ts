@@ -4,6 +4,8 @@ export type { GatewayErrorCode, GatewayErrorOptions } from './errors';
 /** One writer for every error response: application/problem+json (RFC 9457). */
 export { sendProblem, toProblem, PROBLEM_CONTENT_TYPE } from './problem';
 export type { ProblemBody } from './problem';
+/** Listeners of one kind of event (outcomes, state changes). */
+export { Listeners } from './listeners';
 /** Types shared between packages. */
 export { isFailedEnd, silentLogger } from './types';
 export type {

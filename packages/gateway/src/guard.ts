@@ -228,7 +228,6 @@ export class Guards {
   readonly circuits: CircuitBreaker[] = [];
   private readonly bulkheads: Bulkhead[] = [];
   private sharing: Sharing | undefined = undefined;
-  private readonly stateListeners: ((event: StateChangeEvent) => void)[] = [];
 
   constructor(
     services: Readonly<Record<string, ServiceGuardConfig>>,

@@ -1,5 +1,13 @@
 import type { IncomingMessage } from 'node:http';
-import { isFailedEnd, type AttemptEnd, type GatewayError, type Target } from '@turnpike/core';
+import {
+  Listeners,
+  isFailedEnd,
+  type AttemptEnd,
+  type GatewayError,
+  type Target,
+} from '@turnpike/core';
+
+export { Listeners };
 import type { RouteInfo } from './types';
 
 /** Where an upstream call is: each step happens once, in this order. */
@@ -89,45 +97,9 @@ export function isUpstreamFailure(kind: OutcomeKind): boolean {
   return isFailedEnd(kind);
 }
 
-/** Listeners of one kind of event: costs one length check per event when there are none. */
-export class Listeners<T> {
-  private list: readonly ((event: T) => void)[] = [];
-
-  constructor(
-    private readonly onListenerError: (err: unknown) => void,
-    private readonly method = 'onOutcome',
-  ) {}
-
-  get listening(): boolean {
-    return this.list.length !== 0;
-  }
-
-  /** Subscribes; returns the disposer. */
-  on(listener: (event: T) => void): () => void {
-    if (typeof listener !== 'function') {
-      throw new TypeError(`Turnpike: ${this.method}() takes a function, got ${typeof listener}`);
-    }
-    this.list = [...this.list, listener];
-    let disposed = false;
-    return () => {
-      if (disposed) return;
-      disposed = true;
-      const i = this.list.indexOf(listener);
-      if (i !== -1) this.list = [...this.list.slice(0, i), ...this.list.slice(i + 1)];
-    };
-  }
-
-  emit(event: T): void {
-    // A copy-on-write list: a listener that subscribes or disposes during emit is safe.
-    for (const listener of this.list) {
-      try {
-        listener(event);
-      } catch (err) {
-        this.onListenerError(err);
-      }
-    }
+/** The outcome listeners of one router. */
+export class Outcomes extends Listeners<Outcome> {
+  constructor(onListenerError: (err: unknown) => void) {
+    super(onListenerError, 'onOutcome');
   }
 }
-
-/** The outcome listeners of one router. */
-export class Outcomes extends Listeners<Outcome> {}

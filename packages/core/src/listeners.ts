@@ -1,8 +1,15 @@
-/** Listeners of one kind of event: one length check per event when there are none. */
+/**
+ * Listeners of one kind of event: costs one length check per event when there are none. A
+ * listener that throws is reported to `onListenerError` and the others still run. `method`
+ * names the subscribing method in the TypeError for a listener that is not a function.
+ */
 export class Listeners<T> {
   private list: readonly ((event: T) => void)[] = [];
 
-  constructor(private readonly onListenerError: (err: unknown) => void) {}
+  constructor(
+    private readonly onListenerError: (err: unknown) => void,
+    private readonly method = 'on',
+  ) {}
 
   get listening(): boolean {
     return this.list.length !== 0;
@@ -11,7 +18,7 @@ export class Listeners<T> {
   /** Subscribes; returns the disposer. */
   on(listener: (event: T) => void): () => void {
     if (typeof listener !== 'function') {
-      throw new TypeError(`Turnpike: a listener must be a function, got ${typeof listener}`);
+      throw new TypeError(`Turnpike: ${this.method}() takes a function, got ${typeof listener}`);
     }
     this.list = [...this.list, listener];
     let disposed = false;
@@ -23,8 +30,8 @@ export class Listeners<T> {
     };
   }
 
-  /** Calls every listener; one that throws is reported and the others still run. */
   emit(event: T): void {
+    // A copy-on-write list: a listener that subscribes or disposes during emit is safe.
     for (const listener of this.list) {
       try {
         listener(event);
