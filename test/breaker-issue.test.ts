@@ -23,30 +23,23 @@ import {
   type ServiceConfig,
 } from '@turnpike/gateway';
 import {
+  attemptsAfterEach,
   reply,
   resetAfterBody,
   send,
-  upstream,
-  type Answer,
   type Hit,
   type Upstream,
   type Response,
 } from './helpers/attempts';
-import { closersAfterEach, recordingLogger } from './helpers/outcomes';
-import { listen, startGateway, waitFor, type GatewayHarness } from './helpers/servers';
+import { recordingLogger } from './helpers/outcomes';
+import { listen, waitFor, type GatewayHarness } from './helpers/servers';
 import { deadPort } from './helpers/upstreams';
 
-const closers = closersAfterEach();
+const { closers, up, gateway: startGateway } = attemptsAfterEach();
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-async function up(name: string, answer?: Answer): Promise<Upstream> {
-  const u = await upstream(name, answer);
-  closers.push(() => u.close());
-  return u;
-}
 
 /** An upstream whose answer the test switches: a status, or 'hold' (kept in `held`). */
 interface Switchable extends Upstream {
@@ -160,7 +153,6 @@ interface Rig {
 
 async function rig(config: GatewayConfig): Promise<Rig> {
   const gw = await startGateway(config);
-  closers.push(() => gw.close());
   const outcomes: Outcome[] = [];
   const events: StateChangeEvent[] = [];
   const heardAt: number[] = [];

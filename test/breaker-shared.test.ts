@@ -3,15 +3,15 @@ import net from 'node:net';
 import vm from 'node:vm';
 import type { CircuitBreaker, StateChangeEvent } from '@turnpike/breaker';
 import type { GatewayConfig, ServiceConfig } from '@turnpike/gateway';
-import { reply, send, upstream, type Answer, type Hit, type Upstream } from './helpers/attempts';
-import { closersAfterEach, fetchResponse, recordingLogger } from './helpers/outcomes';
+import { attemptsAfterEach, reply, send, type Answer, type Hit } from './helpers/attempts';
+import { fetchResponse, recordingLogger } from './helpers/outcomes';
 import {
   killRedisServers,
   redisCommand,
   startRedisServer,
   type RedisServer,
 } from './helpers/redis-server';
-import { listen, startGateway, waitFor, type GatewayHarness } from './helpers/servers';
+import { listen, waitFor, type GatewayHarness } from './helpers/servers';
 
 /** The Redis every jest worker shares: each test keeps to keys of its own (a random service name). */
 const SHARED_REDIS_PORT = 6379;
@@ -19,20 +19,8 @@ const SHARED_REDIS = `redis://127.0.0.1:${SHARED_REDIS_PORT}`;
 /** The channel sharing publishes on (the default prefix `turnpike:`). */
 const CHANNEL = 'turnpike:breaker';
 
-const closers = closersAfterEach();
+const { closers, up, gateway: gatewayOf } = attemptsAfterEach();
 afterAll(killRedisServers);
-
-async function up(name: string, answer?: Answer): Promise<Upstream> {
-  const u = await upstream(name, answer);
-  closers.push(() => u.close());
-  return u;
-}
-
-async function gatewayOf(config: GatewayConfig): Promise<GatewayHarness> {
-  const g = await startGateway(config);
-  closers.push(() => g.close());
-  return g;
-}
 
 async function privateRedis(): Promise<RedisServer> {
   const redis = await startRedisServer();

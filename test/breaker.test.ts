@@ -1,33 +1,13 @@
 import http from 'node:http';
 import type { StateChangeEvent } from '@turnpike/breaker';
 import { createGateway, type GatewayConfig, type Outcome } from '@turnpike/gateway';
-import {
-  hold,
-  reply,
-  send,
-  upstream,
-  type Answer,
-  type Hit,
-  type Upstream,
-} from './helpers/attempts';
+import { attemptsAfterEach, hold, reply, send, type Answer, type Hit } from './helpers/attempts';
 import { configErrorOf } from './helpers/expectations';
-import { closersAfterEach, recordingLogger } from './helpers/outcomes';
-import { startGateway, waitFor, type GatewayHarness } from './helpers/servers';
+import { recordingLogger } from './helpers/outcomes';
+import { waitFor } from './helpers/servers';
 import { deadPort } from './helpers/upstreams';
 
-const closers = closersAfterEach();
-
-async function up(name: string, answer?: Answer): Promise<Upstream> {
-  const u = await upstream(name, answer);
-  closers.push(() => u.close());
-  return u;
-}
-
-async function gatewayOf(config: GatewayConfig): Promise<GatewayHarness> {
-  const g = await startGateway(config);
-  closers.push(() => g.close());
-  return g;
-}
+const { closers, up, gateway: gatewayOf } = attemptsAfterEach();
 
 /** An upstream whose status the test sets as it goes. */
 function switchable(initial: number): { answer: Answer; set(status: number): void } {

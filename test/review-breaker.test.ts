@@ -6,32 +6,12 @@ import net from 'node:net';
 import express from 'express';
 import { bulkhead, circuitBreaker } from '@turnpike/breaker';
 import { createGateway, type GatewayConfig, type Outcome } from '@turnpike/gateway';
-import {
-  hold,
-  reply,
-  send,
-  upstream,
-  type Answer,
-  type Hit,
-  type Upstream,
-} from './helpers/attempts';
+import { attemptsAfterEach, hold, reply, send, type Hit } from './helpers/attempts';
 import { configErrorOf } from './helpers/expectations';
-import { closersAfterEach } from './helpers/outcomes';
-import { listen, startGateway, waitFor, type GatewayHarness } from './helpers/servers';
 
-const closers = closersAfterEach();
+import { listen, waitFor } from './helpers/servers';
 
-async function up(name: string, answer?: Answer): Promise<Upstream> {
-  const u = await upstream(name, answer);
-  closers.push(() => u.close());
-  return u;
-}
-
-async function gatewayOf(config: GatewayConfig): Promise<GatewayHarness> {
-  const g = await startGateway(config);
-  closers.push(() => g.close());
-  return g;
-}
+const { closers, up, gateway: gatewayOf } = attemptsAfterEach();
 
 describe('the bulkhead in the gateway', () => {
   it('a queue of requests that each end at once (413) drains whole, and every place is freed', async () => {

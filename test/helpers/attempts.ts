@@ -9,7 +9,8 @@ import {
   type OutcomeLog,
   type RouterHarness,
 } from './outcomes';
-import { listen, waitFor, type Running } from './servers';
+import type { GatewayConfig } from '@turnpike/gateway';
+import { listen, startGateway, waitFor, type GatewayHarness, type Running } from './servers';
 
 /** One try a {@link Walk} heard end. */
 export interface EndedTry {
@@ -220,6 +221,8 @@ export interface AttemptsHarness {
   readonly closers: (() => Promise<void> | void)[];
   /** Starts an {@link upstream}. */
   readonly up: (name: string, answer?: Answer) => Promise<Upstream>;
+  /** Starts a gateway in a host app at /api (see {@link startGateway}). */
+  readonly gateway: (config: GatewayConfig) => Promise<GatewayHarness>;
   /**
    * Starts a router at /api (see {@link startRouter}) with one catch-all route (unless `router`
    * has `routes`) to service `svc`, whose target walks `urls` (see {@link walk}); outcomes
@@ -241,6 +244,11 @@ export function attemptsAfterEach(): AttemptsHarness {
       const u = await upstream(name, answer);
       closers.push(() => u.close());
       return u;
+    },
+    async gateway(config) {
+      const g = await startGateway(config);
+      closers.push(() => g.close());
+      return g;
     },
     async walkRouter(urls, service = {}, router = {}) {
       const picker = walk(urls);

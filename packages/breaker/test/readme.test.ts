@@ -1,30 +1,12 @@
-import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import * as express from 'express';
 import * as breakerModule from '@turnpike/breaker';
 import type { CircuitBreakerMiddleware } from '@turnpike/breaker';
 import { listen, waitFor, type Running } from '../../../test/helpers/servers';
+import { edited, readReadme } from '../../../test/helpers/readme';
 
-const readme = readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
-
-/** The first ```js block after `heading`. */
-function codeAfter(heading: string): string {
-  const at = readme.indexOf(heading);
-  expect(at).toBeGreaterThanOrEqual(0);
-  const match = /```js\n([\s\S]*?)```/.exec(readme.slice(at));
-  expect(match).not.toBeNull();
-  return match![1]!;
-}
-
-/** `code` with each `[from, to]` replaced; every one must be found (the README may not drift). */
-function edited(code: string, replacements: [string, string][]): string {
-  for (const [from, to] of replacements) {
-    expect(code).toContain(from);
-    code = code.replace(from, to);
-  }
-  return code;
-}
+const { codeAfter } = readReadme(path.join(__dirname, '..', 'README.md'));
 
 /** Runs a CommonJS snippet with `globals` in scope; returns its module.exports. */
 function run(code: string, globals: Record<string, unknown>): Record<string, unknown> {
