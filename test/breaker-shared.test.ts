@@ -243,6 +243,42 @@ async function untilSharing(
  * A TCP proxy to the Redis on `port` whose first connection reaches it `delayMs` late (its
  * bytes wait meanwhile): that client is ready after the ones that connect after it.
  */
+/** A TCP proxy to Redis whose link the test can cut (every connection refused) and heal. */
+async function partitionable(port: number): Promise<{ url: string; cut(): void; heal(): void }> {
+  let cut = false;
+  const sockets = new Set<net.Socket>();
+  const track = (s: net.Socket): void => {
+    sockets.add(s);
+    s.on('error', () => s.destroy());
+    s.once('close', () => sockets.delete(s));
+  };
+  const server = net.createServer((client) => {
+    track(client);
+    if (cut) return void client.destroy();
+    const to = net.connect(port, '127.0.0.1');
+    track(to);
+    to.once('close', () => client.destroy());
+    client.once('close', () => to.destroy());
+    client.pipe(to);
+    to.pipe(client);
+  });
+  const running = await listen(server);
+  closers.push(async () => {
+    for (const s of sockets) s.destroy();
+    await running.close();
+  });
+  return {
+    url: `redis://127.0.0.1:${running.port}`,
+    cut() {
+      cut = true;
+      for (const s of sockets) s.destroy();
+    },
+    heal() {
+      cut = false;
+    },
+  };
+}
+
 async function delayingProxy(
   port: number,
   delayMs: number,
@@ -632,5 +668,33 @@ describe("sharing through a Redis of the test's own (redis-server on a free port
     } finally {
       realProcess.off('unhandledRejection', onUnhandled);
     }
+  });
+
+  it('a close made while this instance could not reach Redis is announced once it can: the stale open key goes', async () => {
+    const redis = await privateRedis();
+    const link = await partitionable(redis.port);
+    const name = `svc${randomUUID().slice(0, 8)}`;
+    const u = await up('u');
+    const cfg = config(name, [u.url], BREAKER, { redis: link.url });
+    const a = await gatewayOf(cfg);
+    const ca = a.gateway.breaker(name)!;
+    await waitFor(() => connected(ca), 3000);
+    const storedState = () => redisCommand(redis.port, ['GET', keyOf(name)]);
+    ca.open(20_000);
+    await eventually(async () => (await storedState()) !== null, 2000, 'the open state stored');
+    // A loses Redis (Redis itself stays up, with the key): its close cannot DEL the key.
+    link.cut();
+    await waitFor(() => !connected(ca), 2000);
+    ca.close();
+    expect(await storedState()).not.toBeNull();
+    link.heal();
+    await waitUntil(() => connected(ca), 5000, 'A reconnected to Redis');
+    await eventually(async () => (await storedState()) === null, 2000, 'the stale key deleted');
+    // An instance that starts now finds nothing to reopen from.
+    const c = await gatewayOf({ ...cfg, redis: redis.url });
+    const cc = c.gateway.breaker(name)!;
+    await waitFor(() => connected(cc), 3000);
+    expect(cc.state.kind).toBe('closed');
+    expect((await send(`${c.url}/x`)).status).toBe(200);
   });
 });

@@ -176,8 +176,16 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
         return;
       }
       if (raw !== null) onMessage(channel, raw, key);
+      const storedAt = raw === null ? undefined : openedAt(raw);
       for (const b of list) {
         const s = b.state;
+        // Closed here after the stored open (its DEL was lost while Redis was away): the
+        // close is announced again, so that instances that start later do not reopen.
+        if (s.kind === 'closed' && storedAt !== undefined && b.changedAt > storedAt) {
+          const m: Message = { v: 1, id, key, kind: 'closed', until: 0, opens: 0, at: b.changedAt };
+          announce(key, m, 0);
+          continue;
+        }
         // Announced with the time it opened: peers that know better (a later change) keep theirs.
         if (s.kind === 'open' && s.until > Date.now()) {
           const m: Message = {
@@ -251,6 +259,16 @@ export function shareCircuits(options: SharedOptions, logger: Logger): Sharing {
 }
 
 function ignore(): void {}
+
+/** The change time of a stored open state, or undefined for anything else. */
+function openedAt(raw: string): number | undefined {
+  try {
+    const m = JSON.parse(raw) as Partial<Message> | null;
+    return m?.kind === 'open' && typeof m.at === 'number' ? m.at : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** Closes a connection: politely when it is up, at once when it is not (quit would wait). */
 async function quit(client: Redis | RedisLike): Promise<void> {
