@@ -84,6 +84,34 @@ export interface ServiceGuardConfig {
   readonly bulkhead?: ServiceBulkheadConfig | false;
 }
 
+/** A route's breaker as its keys and its service's make it. */
+interface RouteBreaker {
+  /** The effective options (the route's keys over the service's), or undefined for none. */
+  readonly config: ServiceBreakerConfig | undefined;
+  /** Whether the route has a circuit of its own. */
+  readonly own: boolean;
+  /** The fallback the route answers with (its own, else its circuit's), if any. */
+  readonly fallback: Fallback | undefined;
+}
+
+/** The one place that says what a route's `breaker` and `fallback` make of its service's. */
+function routeBreaker(
+  service: ServiceBreakerConfig | false | undefined,
+  route: { breaker?: ServiceBreakerConfig | false; fallback?: Fallback | false },
+): RouteBreaker {
+  let config = service === false ? undefined : service;
+  const own = route.breaker !== undefined && route.breaker !== false;
+  if (route.breaker === false) config = undefined;
+  else if (own) config = { ...config, ...(route.breaker as ServiceBreakerConfig) };
+  const fallback =
+    route.fallback === undefined
+      ? config?.fallback
+      : route.fallback === false
+        ? undefined
+        : route.fallback;
+  return { config, own, fallback };
+}
+
 /**
  * The checks of guards that need more than one field, without creating anything: a route's
  * breaker merged over its service's, `shared` without `redis`, a fallback without a circuit.
@@ -128,12 +156,10 @@ export function checkGuards(config: {
         );
       return;
     }
-    let effective: ServiceBreakerConfig | undefined = s.breaker === false ? undefined : s.breaker;
-    if (route.breaker === false) effective = undefined;
-    else if (route.breaker !== undefined) {
-      effective = { ...effective, ...route.breaker };
+    const { config: effective, own, fallback } = routeBreaker(s.breaker, route);
+    if (own) {
       completeBreakerOptions({ ...effective, fallbackOnFailure: undefined }, `${at}.breaker`);
-      shared(effective, `${at}.breaker`);
+      shared(effective!, `${at}.breaker`);
     }
     if (route.fallback !== undefined && route.fallback !== false && effective === undefined) {
       throw new ConfigError(
@@ -142,18 +168,15 @@ export function checkGuards(config: {
         'a fallback',
       );
     }
-    const fallback =
-      route.fallback === undefined ? effective?.fallback : route.fallback || undefined;
     // fallback: false on a route turns its fallback off: nothing to check.
     if (
       effective?.fallbackOnFailure === true &&
       fallback === undefined &&
       route.fallback !== false
     ) {
-      const own =
-        route.breaker !== undefined && route.breaker !== false && route.breaker.fallbackOnFailure;
+      const onRoute = own && (route.breaker as ServiceBreakerConfig).fallbackOnFailure === true;
       throw new ConfigError(
-        own
+        onRoute
           ? `${at}.breaker.fallbackOnFailure`
           : `services.${route.service}.breaker.fallbackOnFailure`,
         `a fallback to answer with (routes[${i}] has none: set breaker.fallback or the route's fallback)`,
@@ -167,7 +190,6 @@ export function checkGuards(config: {
 interface RouteGuard {
   readonly breaker: CircuitBreaker | undefined;
   readonly bulkhead: Bulkhead | undefined;
-  readonly stages: readonly Middleware[];
 }
 
 /**
@@ -217,15 +239,14 @@ export class Guards {
   private readonly services = new Map<
     string,
     {
-      breaker: ServiceBreakerConfig | undefined;
-      circuit: CircuitBreaker | undefined;
-      bulkhead: Bulkhead | undefined;
-      bulkheadConfig: ServiceBulkheadConfig | undefined;
+      readonly breaker: ServiceBreakerConfig | undefined;
+      readonly circuit: CircuitBreaker | undefined;
+      readonly bulkhead: Bulkhead | undefined;
     }
   >();
   private readonly routes = new Map<RouteInfo, RouteGuard>();
   /** Every circuit, the services' and the routes' own. */
-  readonly circuits: CircuitBreaker[] = [];
+  private readonly circuits: CircuitBreaker[] = [];
   private readonly bulkheads: Bulkhead[] = [];
   private sharing: Sharing | undefined = undefined;
 
@@ -236,15 +257,16 @@ export class Guards {
   ) {
     for (const [name, s] of Object.entries(services)) {
       const breaker = s.breaker === false ? undefined : s.breaker;
-      const bulkheadConfig = s.bulkhead === false ? undefined : s.bulkhead;
       this.services.set(name, {
         breaker,
         circuit:
           breaker === undefined
             ? undefined
             : this.circuit(name, undefined, breaker, `services.${name}.breaker`),
-        bulkhead: undefined,
-        bulkheadConfig,
+        bulkhead:
+          s.bulkhead === undefined || s.bulkhead === false
+            ? undefined
+            : this.pool(name, s.bulkhead),
       });
     }
   }
@@ -272,40 +294,12 @@ export class Guards {
       breaker?: ServiceBreakerConfig | false;
       fallback?: Fallback | false;
     };
-    const at = `routes[${route.index}]`;
-    let circuit = service.circuit;
-    let config = service.breaker;
-    if (options.breaker === false) {
-      circuit = undefined;
-      config = undefined;
-    } else if (options.breaker !== undefined) {
-      config = { ...service.breaker, ...options.breaker };
-      circuit = this.circuit(route.service!, route.name, config, `${at}.breaker`);
-    }
-    let fallback = config?.fallback;
-    if (options.fallback !== undefined)
-      fallback = options.fallback === false ? undefined : options.fallback;
-    if (service.bulkheadConfig !== undefined && service.bulkhead === undefined) {
-      const o = parseBulkheadOptions(
-        { ...service.bulkheadConfig, name: route.service, logger: this.logger },
-        `services.${route.service}.bulkhead`,
-      );
-      const answer =
-        o.fallback === undefined
-          ? undefined
-          : compileFallback(o.fallback, this.logger, route.service!);
-      const refuse = overloadedAnswer(o, answer);
-      service.bulkhead = new Bulkhead(
-        o,
-        answer === undefined
-          ? refuse
-          : (req, res) => {
-              markFallback(req, 'overloaded');
-              refuse(req, res);
-            },
-      );
-      this.bulkheads.push(service.bulkhead);
-    }
+    const { config, own, fallback } = routeBreaker(service.breaker, options);
+    const circuit = own
+      ? this.circuit(route.service!, route.name, config!, `routes[${route.index}].breaker`)
+      : config === undefined
+        ? undefined
+        : service.circuit;
     const stages: Middleware[] = [];
     if (circuit !== undefined) {
       const answer =
@@ -314,7 +308,7 @@ export class Guards {
     }
     if (service.bulkhead !== undefined) stages.push(bulkheadStage(service.bulkhead));
     if (stages.length !== 0)
-      this.routes.set(route, { breaker: circuit, bulkhead: service.bulkhead, stages });
+      this.routes.set(route, { breaker: circuit, bulkhead: service.bulkhead });
     return stages;
   }
 
@@ -361,6 +355,28 @@ export class Guards {
     const sharing = this.sharing;
     this.sharing = undefined;
     await sharing?.close();
+  }
+
+  /** A service's bulkhead; its refusals marked as a fallback's when one answers them. */
+  private pool(service: string, config: ServiceBulkheadConfig): Bulkhead {
+    const o = parseBulkheadOptions(
+      { ...config, name: service, logger: this.logger },
+      `services.${service}.bulkhead`,
+    );
+    const answer =
+      o.fallback === undefined ? undefined : compileFallback(o.fallback, this.logger, service);
+    const refuse = overloadedAnswer(o, answer);
+    const bulkhead = new Bulkhead(
+      o,
+      answer === undefined
+        ? refuse
+        : (req, res) => {
+            markFallback(req, 'overloaded');
+            refuse(req, res);
+          },
+    );
+    this.bulkheads.push(bulkhead);
+    return bulkhead;
   }
 
   private circuit(
