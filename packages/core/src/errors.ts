@@ -31,6 +31,12 @@ const CATALOGUE = {
     'body-too-large',
     'The request body exceeds the limit of this route.',
   ],
+  ERR_TURNPIKE_RATE_LIMITED: [
+    429,
+    'Too Many Requests',
+    'rate-limited',
+    'The client has sent more requests than its rate limit allows; retry after Retry-After seconds.',
+  ],
   ERR_TURNPIKE_HEADERS_TOO_LARGE: [
     431,
     'Request Header Fields Too Large',
@@ -72,6 +78,12 @@ const CATALOGUE = {
     'Service Unavailable',
     'overloaded',
     'The service has as many requests in flight as it is allowed.',
+  ],
+  ERR_TURNPIKE_LIMITER_UNAVAILABLE: [
+    503,
+    'Service Unavailable',
+    'limiter-unavailable',
+    'The rate limiter cannot count requests right now.',
   ],
   ERR_TURNPIKE_UPSTREAM_TIMEOUT: [
     504,

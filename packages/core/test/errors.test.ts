@@ -7,11 +7,13 @@ describe('GatewayError', () => {
     ['ERR_TURNPIKE_ROUTE_NOT_FOUND', 404, 'Not Found', 'route-not-found'],
     ['ERR_TURNPIKE_METHOD_NOT_ALLOWED', 405, 'Method Not Allowed', 'method-not-allowed'],
     ['ERR_TURNPIKE_BODY_TOO_LARGE', 413, 'Content Too Large', 'body-too-large'],
+    ['ERR_TURNPIKE_RATE_LIMITED', 429, 'Too Many Requests', 'rate-limited'],
     ['ERR_TURNPIKE_INTERNAL', 500, 'Internal Server Error', 'internal'],
     ['ERR_TURNPIKE_UPSTREAM_FAILED', 502, 'Bad Gateway', 'upstream-failed'],
     ['ERR_TURNPIKE_NO_TARGET', 503, 'Service Unavailable', 'no-target'],
     ['ERR_TURNPIKE_CIRCUIT_OPEN', 503, 'Service Unavailable', 'circuit-open'],
     ['ERR_TURNPIKE_OVERLOADED', 503, 'Service Unavailable', 'overloaded'],
+    ['ERR_TURNPIKE_LIMITER_UNAVAILABLE', 503, 'Service Unavailable', 'limiter-unavailable'],
     ['ERR_TURNPIKE_UPSTREAM_TIMEOUT', 504, 'Gateway Timeout', 'upstream-timeout'],
   ])('%s maps to status %i, title %j and type slug %j', (code, status, title, slug) => {
     const error = new GatewayError(code);
