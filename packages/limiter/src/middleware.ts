@@ -1,0 +1,365 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ConfigError, GatewayError, sendProblem, silentLogger, type Logger } from '@turnpike/core';
+import { Limit, PASS, REFUSED, UNAVAILABLE, defaultName } from './limit';
+import { parseOptions, type ParsedLimit, type ParsedSettings } from './options';
+import { RedisLink } from './redis';
+import type { RateLimitInfo, RateLimitOptions, StandardHeaders } from './types';
+
+type Next = (err?: unknown) => void;
+
+/** Express middleware that rate limits; `close()` stops its timers and closes the Redis connection it opened. */
+export interface RateLimitMiddleware {
+  (req: IncomingMessage, res: ServerResponse, next: Next): void;
+  /** The limits, in the order they count. */
+  readonly limits: readonly { readonly name: string }[];
+  close(): Promise<void>;
+}
+
+/** express-rate-limit's `req.rateLimit`, with the limit's name and whether it refused. */
+type Info = {
+  limit: number;
+  used: number;
+  remaining: number;
+  resetTime: Date | undefined;
+  key: string;
+  name?: string;
+  refused?: boolean;
+};
+
+type Limited = IncomingMessage & { rateLimit?: Info };
+
+const RATE_LIMITED = new GatewayError('ERR_TURNPIKE_RATE_LIMITED');
+const KEY_FAILED = new GatewayError('ERR_TURNPIKE_INTERNAL', {
+  detail: 'The gateway could not apply its rate limit to the request.',
+});
+
+/** Seconds until `at`, rounded up, at least `min`. */
+function secondsUntil(at: Date | undefined, now: number, min: number): number {
+  if (at === undefined) return min;
+  return Math.max(min, Math.ceil((at.getTime() - now) / 1000));
+}
+
+/** The most restrictive of the counted limits: a refusal with the latest reset, else the fewest remaining. */
+function worstOf(infos: readonly (Info | undefined)[]): Info | undefined {
+  let worst: Info | undefined;
+  for (const info of infos) {
+    if (info === undefined) continue;
+    if (worst === undefined) worst = info;
+    else if (info.refused !== worst.refused) {
+      if (info.refused) worst = info;
+    } else if (info.refused) {
+      if ((info.resetTime?.getTime() ?? 0) > (worst.resetTime?.getTime() ?? 0)) worst = info;
+    } else if (info.remaining < worst.remaining) worst = info;
+  }
+  return worst;
+}
+
+/** What the chain writes, compiled once for its limits. */
+interface HeaderPlan {
+  readonly standard: StandardHeaders;
+  readonly legacy: boolean;
+  /** The draft-8 `RateLimit-Policy` when every limit is a number, else undefined (built per request). */
+  readonly policy: string | undefined;
+}
+
+function writeHeaders(
+  res: ServerResponse,
+  plan: HeaderPlan,
+  limits: readonly Limit[],
+  infos: readonly (Info | undefined)[],
+  worst: Info,
+  windows: readonly number[],
+  now: number,
+): void {
+  const standard = plan.standard;
+  if (standard === 'draft-8') {
+    let policy = '';
+    let state = '';
+    for (let i = 0; i < infos.length; i++) {
+      const info = infos[i];
+      if (info === undefined) continue;
+      const name = limits[i]!.name;
+      const sep = state === '' ? '' : ', ';
+      state += `${sep}"${name}"; r=${info.remaining}; t=${secondsUntil(info.resetTime, now, 0)}`;
+      if (plan.policy === undefined) {
+        policy += `${sep}"${name}"; q=${info.limit}; w=${windows[i]}`;
+      }
+    }
+    res.setHeader('RateLimit-Policy', plan.policy ?? policy);
+    res.setHeader('RateLimit', state);
+  } else if (standard !== false) {
+    const i = infos.indexOf(worst);
+    const w = windows[i];
+    const reset = secondsUntil(worst.resetTime, now, 0);
+    res.setHeader('RateLimit-Policy', `${worst.limit};w=${w}`);
+    if (standard === 'draft-7') {
+      res.setHeader(
+        'RateLimit',
+        `limit=${worst.limit}, remaining=${worst.remaining}, reset=${reset}`,
+      );
+    } else {
+      res.setHeader('RateLimit-Limit', String(worst.limit));
+      res.setHeader('RateLimit-Remaining', String(worst.remaining));
+      res.setHeader('RateLimit-Reset', String(reset));
+    }
+  }
+  if (plan.legacy) {
+    res.setHeader('X-RateLimit-Limit', String(worst.limit));
+    res.setHeader('X-RateLimit-Remaining', String(worst.remaining));
+    if (worst.resetTime !== undefined) {
+      res.setHeader('X-RateLimit-Reset', String(Math.ceil(worst.resetTime.getTime() / 1000)));
+    }
+  }
+}
+
+/**
+ * One request through the limits: each counts it once (skipped ones not at all), then the
+ * most restrictive decision answers: a 429 with `Retry-After`, or the next handler; the
+ * headers name every limit that counted.
+ */
+class Run {
+  private readonly infos: (Info | undefined)[];
+  private readonly windows: number[];
+  private at = 0;
+  private done = false;
+
+  constructor(
+    private readonly chain: Chain,
+    private readonly req: Limited,
+    private readonly res: ServerResponse,
+    private readonly next: Next,
+  ) {
+    const n = chain.limits.length;
+    this.infos = new Array<Info | undefined>(n);
+    this.windows = new Array<number>(n);
+  }
+
+  step(): void {
+    const limits = this.chain.limits;
+    while (this.at < limits.length) {
+      const limit = limits[this.at]!;
+      if (limit.skip !== undefined) {
+        let skipped: unknown;
+        try {
+          skipped = limit.skip(this.req, this.res);
+        } catch (err) {
+          return this.fail(err, limit);
+        }
+        if (typeof (skipped as PromiseLike<boolean>)?.then === 'function') {
+          const at = this.at;
+          (skipped as PromiseLike<boolean>).then(
+            (s) => (s ? this.skipped(at) : this.count(at)),
+            (err: unknown) => this.fail(err, limit),
+          );
+          return;
+        }
+        if (skipped) {
+          this.at++;
+          continue;
+        }
+      }
+      return this.count(this.at);
+    }
+    this.finish();
+  }
+
+  private skipped(at: number): void {
+    if (this.done || at !== this.at) return;
+    this.at++;
+    this.step();
+  }
+
+  private count(at: number): void {
+    if (this.done || at !== this.at) return;
+    const limit = this.chain.limits[at]!;
+    const fixed = limit.fixed;
+    if (fixed !== undefined) {
+      this.windows[at] = fixed.windowSeconds;
+      this.req.rateLimit = undefined;
+      fixed.middleware(this.req, this.res, (err) => this.counted(at, err));
+      return;
+    }
+    let value: unknown;
+    try {
+      value = (limit.spec.limit as Exclude<ParsedLimit['limit'], number>)(this.req, this.res);
+    } catch (err) {
+      return this.fail(err, limit);
+    }
+    if (typeof (value as PromiseLike<number>)?.then === 'function') {
+      (value as PromiseLike<number>).then(
+        (v) => this.countValue(at, v),
+        (err: unknown) => this.fail(err, limit),
+      );
+    } else this.countValue(at, value);
+  }
+
+  private countValue(at: number, value: unknown): void {
+    if (this.done || at !== this.at) return;
+    const limit = this.chain.limits[at]!;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+      return this.fail(
+        new Error(`the limit function returned ${String(value)}, not an integer >= 1`),
+        limit,
+      );
+    }
+    const counter = limit.counterFor(value);
+    if (counter === undefined) {
+      return this.fail(
+        new Error(`the limit function returned more than 64 distinct values`),
+        limit,
+      );
+    }
+    this.windows[at] = counter.windowSeconds;
+    this.req.rateLimit = undefined;
+    counter.middleware(this.req, this.res, (err) => this.counted(at, err));
+  }
+
+  /** express-rate-limit's verdict for limit `at`: counted (allowed or REFUSED), passed, or failed. */
+  private counted(at: number, err: unknown): void {
+    if (this.done || at !== this.at) return;
+    const limit = this.chain.limits[at]!;
+    if (err === undefined || err === REFUSED) {
+      const info = this.req.rateLimit;
+      if (info !== undefined) {
+        info.name = limit.name;
+        info.refused = err === REFUSED;
+        this.infos[at] = info;
+      }
+    } else if (err === UNAVAILABLE) {
+      this.done = true;
+      return sendProblem(this.req, this.res, this.chain.unavailable);
+    } else if (err !== PASS) {
+      return this.fail(err, limit);
+    }
+    this.at++;
+    this.step();
+  }
+
+  private fail(err: unknown, limit: Limit): void {
+    if (this.done) return;
+    this.done = true;
+    this.chain.logger.error('rate limit failed: the request is answered 500', {
+      limit: limit.name,
+      error: err instanceof Error ? err.message : String(err),
+    });
+    sendProblem(this.req, this.res, KEY_FAILED);
+  }
+
+  private finish(): void {
+    this.done = true;
+    const worst = worstOf(this.infos);
+    this.req.rateLimit = worst;
+    if (worst === undefined) return this.next();
+    const now = Date.now();
+    writeHeaders(
+      this.res,
+      this.chain.plan,
+      this.chain.limits,
+      this.infos,
+      worst,
+      this.windows,
+      now,
+    );
+    if (!worst.refused) return this.next();
+    this.res.setHeader('Retry-After', String(secondsUntil(worst.resetTime, now, 1)));
+    sendProblem(this.req, this.res, RATE_LIMITED);
+  }
+}
+
+/** Limits composed into one middleware, with what they answer. */
+export interface Chain {
+  readonly limits: readonly Limit[];
+  readonly plan: HeaderPlan;
+  readonly logger: Logger;
+  readonly unavailable: GatewayError;
+}
+
+/**
+ * Composes limits (built once, perhaps shared by several chains: a gateway-wide limit counts
+ * across routes) into one middleware. Names must differ within a chain.
+ */
+export function composeLimits(
+  limits: readonly Limit[],
+  settings: Pick<ParsedSettings, 'standardHeaders' | 'legacyHeaders' | 'retryMs' | 'logger'>,
+): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
+  const policy = limits.every((l) => l.fixed !== undefined)
+    ? limits.map((l) => l.fixed!.policy).join(', ')
+    : undefined;
+  const chain: Chain = {
+    limits,
+    plan: { standard: settings.standardHeaders, legacy: settings.legacyHeaders, policy },
+    logger: settings.logger ?? silentLogger,
+    unavailable: new GatewayError('ERR_TURNPIKE_LIMITER_UNAVAILABLE', {
+      headers: { 'retry-after': String(Math.max(1, Math.ceil(settings.retryMs / 1000))) },
+    }),
+  };
+  return function turnpikeRateLimit(req, res, next) {
+    new Run(chain, req, res, next).step();
+  };
+}
+
+/**
+ * Names for limits: each its own or its default; a default that repeats gets `-2`, `-3`…; a
+ * name given twice is refused (`pathOf(i)` names the field).
+ */
+export function nameLimits(
+  specs: readonly ParsedLimit[],
+  pathOf: (i: number) => string,
+  taken: Set<string> = new Set(),
+): string[] {
+  return specs.map((spec, i) => {
+    let name = spec.name ?? defaultName(spec);
+    if (spec.name === undefined) {
+      for (let n = 2; taken.has(name); n++) name = `${defaultName(spec)}-${n}`;
+    } else if (taken.has(name)) {
+      throw new ConfigError(
+        `${pathOf(i)}.name`,
+        'a name no other limit of the request has (the RateLimit headers tell them apart by it)',
+        name,
+      );
+    }
+    taken.add(name);
+    return name;
+  });
+}
+
+/**
+ * Rate limiting as Express middleware, on express-rate-limit: one limit, or several
+ * (`limits`), each counted once per request; the most restrictive decision answers (429
+ * problem with `Retry-After`), and `RateLimit-Policy` / `RateLimit` (IETF draft 8) name every
+ * limit on every response. Memory by default; `redis` counts across instances. Sets
+ * `req.rateLimit` (the most restrictive limit's {@link RateLimitInfo}). Throws a ConfigError
+ * naming the field for options that cannot work.
+ */
+export function rateLimit(options: RateLimitOptions): RateLimitMiddleware {
+  const { limits: specs, settings } = parseOptions(options);
+  const names = nameLimits(specs, (i) =>
+    options.limits === undefined ? '(root)' : `limits[${i}]`,
+  );
+  const link =
+    settings.redis === undefined
+      ? undefined
+      : new RedisLink(settings.redis, {
+          timeoutMs: settings.timeoutMs,
+          failuresBeforePause: settings.failuresBeforePause,
+          retryMs: settings.retryMs,
+          logger: settings.logger ?? silentLogger,
+        });
+  const limits = specs.map(
+    (spec, i) =>
+      new Limit(spec, names[i]!, { settings, link, keyPrefix: `${settings.prefix}${names[i]}:` }),
+  );
+  const middleware = composeLimits(limits, settings) as RateLimitMiddleware;
+  let closing: Promise<void> | undefined;
+  Object.defineProperty(middleware, 'limits', {
+    value: Object.freeze(limits.map((l) => Object.freeze({ name: l.name }))),
+  });
+  middleware.close = () =>
+    (closing ??= (async () => {
+      for (const l of limits) l.close();
+      await link?.close();
+    })());
+  return middleware;
+}
+
+export type { RateLimitInfo };
