@@ -24,6 +24,12 @@ import {
   type RouterOptions,
 } from '@turnpike/router';
 import {
+  gatewayRateLimitCheck,
+  routeRateLimitCheck,
+  type GatewayRateLimit,
+  type RouteRateLimit,
+} from './limits';
+import {
   breakerCheck,
   bulkheadCheck,
   checkGuards,
@@ -41,6 +47,12 @@ declare module '@turnpike/router' {
     breaker?: ServiceBreakerConfig | false;
     /** The route's fallback, instead of its circuit's; false for none. Default: the circuit's. */
     fallback?: Fallback | false;
+    /**
+     * The route's own rate limits (one, a list, or `{ limits }`), counted for this route and
+     * applied after the gateway-wide ones; false for no rate limit at all on the route (the
+     * gateway-wide ones neither). Default: the gateway-wide ones only.
+     */
+    rateLimit?: RouteRateLimit;
   }
 }
 
@@ -99,7 +111,14 @@ export interface GatewayConfig extends Pick<
   /** Health endpoints under the mount: true for the defaults, or their settings. Default: none. */
   health?: boolean | HealthOptions;
   /**
-   * Redis, for what instances share (breaker state): a `redis://` / `rediss://` URL (the
+   * Rate limits of every route, counted across the whole gateway (one count per client for all
+   * routes), before each route's own: one limit, a list, or `{ limits, ...settings }` (headers,
+   * onStoreError, timeouts). A route's `rateLimit: false` opts out. Counted in Redis when
+   * `redis` is set, else in memory. Default: none.
+   */
+  rateLimit?: GatewayRateLimit | false;
+  /**
+   * Redis, for what instances share (breaker state, rate limit counts): a `redis://` / `rediss://` URL (the
    * gateway opens its connections and closes them in `close()`), or an ioredis client (not
    * closed by the gateway). Absent: everything stays in this process. Default: none.
    */
@@ -121,7 +140,15 @@ const serviceConfig = object<ServiceConfig>(
 );
 
 const redisCheck: Check<string | RedisLike> = (value, path) => {
-  if (typeof value === 'string' && /^rediss?:\/\/[^\s]*$/.test(value)) return value;
+  if (typeof value === 'string' && /^rediss?:\/\/[^\s]*$/.test(value)) {
+    let host = '';
+    try {
+      host = new URL(value).hostname;
+    } catch {
+      // not a URL: refused below
+    }
+    if (host !== '') return value;
+  }
   if (
     typeof value === 'object' &&
     value !== null &&
@@ -131,14 +158,14 @@ const redisCheck: Check<string | RedisLike> = (value, path) => {
   }
   throw new ConfigError(
     path,
-    'a redis:// or rediss:// URL, or an ioredis client',
+    'a redis:// or rediss:// URL with a host, or an ioredis client',
     value,
     'redis: "redis://127.0.0.1:6379"',
   );
 };
 
 /** The keys the gateway adds to routes, for the router to check. */
-export const extensions = { route: routeExtensions };
+export const extensions = { route: { ...routeExtensions, rateLimit: routeRateLimitCheck } };
 
 const healthOptions = object<HealthOptions>({
   path: string({
@@ -168,6 +195,7 @@ const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
     logger: routerShape.logger,
     health: healthCheck,
     redis: redisCheck,
+    rateLimit: gatewayRateLimitCheck,
   },
   ['services', 'routes'],
 );

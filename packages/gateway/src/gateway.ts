@@ -19,6 +19,8 @@ import {
 import type { Bulkhead, CircuitBreaker, StateChangeEvent } from '@turnpike/breaker';
 import { checkConfigShape, extensions, healthSettings, type GatewayConfig } from './config';
 import { Guards } from './guard';
+import { RateLimits } from './limits';
+import type { RedisLike as LimiterRedis } from '@turnpike/limiter';
 import { installDirect, type Handler } from './direct';
 import { HealthEndpoints } from './health';
 import { closeServer, listenOn } from './listen';
@@ -120,7 +122,9 @@ export function createGateway(config: GatewayConfig): Gateway {
   const services: Record<string, ServiceOptions> = {};
   let router: TurnpikeRouter;
   let guards: Guards | undefined;
+  let limits: RateLimits | undefined;
   try {
+    limits = new RateLimits(cfg.rateLimit, cfg.redis as LimiterRedis | undefined, cfg.logger);
     guards = new Guards(cfg.services, cfg.redis, logger);
     for (const [name, service] of Object.entries(cfg.services)) {
       const {
@@ -143,21 +147,30 @@ export function createGateway(config: GatewayConfig): Gateway {
       // starts and ends (in-flight counts, latency, passive health). Proxy settings pass through.
       services[name] = { ...proxy, target: balancer };
     }
-    const { services: _configured, health: _health, redis: _redis, ...routerOptions } = cfg;
+    const {
+      services: _configured,
+      health: _health,
+      redis: _redis,
+      rateLimit: _rateLimit,
+      ...routerOptions
+    } = cfg;
     const g = guards;
-    // The router checks the routes against the services and compiles them, once; each
-    // service route gets its breaker and bulkhead stages.
+    const l = limits;
+    // The router checks the routes against the services and compiles them, once. Each route
+    // gets its stages in DESIGN.md's order: rate limits, then (service routes) breaker and bulkhead.
     router = createRouter({
       ...routerOptions,
       services,
       extensions,
-      stages: (route) => g.stagesFor(route),
+      stages: (route) => [...l.stagesFor(route), ...g.stagesFor(route)],
     });
   } catch (err) {
     for (const b of balancers) b.close();
     void guards?.close();
+    void limits?.close();
     throw err;
   }
+  const rateLimits = limits;
   const circuits = guards;
   // Circuits and bulkheads count each request's one outcome (its retries included).
   if (circuits.any) router.onOutcome(circuits.onOutcome);
@@ -326,7 +339,7 @@ export function createGateway(config: GatewayConfig): Gateway {
     own.clear();
     for (const b of balancers) b.close();
     await router.close(); // its WebSockets too: the servers' close waits for them
-    await Promise.all([...closing, circuits.close()]);
+    await Promise.all([...closing, circuits.close(), rateLimits.close()]);
   };
 
   return gateway;
