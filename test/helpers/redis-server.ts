@@ -175,7 +175,7 @@ export async function startRedisServer(options: { timeoutMs?: number } = {}): Pr
     c.stdout.on('data', keep);
     c.stderr.on('data', keep);
     exited = new Promise<void>((resolve) => {
-      c.once('exit', () => resolve());
+      c.once('close', () => resolve());
       c.once('error', (err) => {
         output += `\nspawn failed: ${err.message}`;
         resolve();
@@ -218,4 +218,70 @@ export async function startRedisServer(options: { timeoutMs?: number } = {}): Pr
   started.add(server);
   await spawnServer();
   return server;
+}
+
+/** A `MONITOR` connection to a Redis: every command the server runs, as it prints them. */
+export interface RedisMonitor {
+  /** The lines so far, e.g. `1733.. [0 127.0.0.1:5555] "evalsha" "…"`; `[0 lua]` for a script's own calls. */
+  readonly lines: string[];
+  /**
+   * Sends `ECHO marker` on a connection of its own and resolves with every line before it once
+   * the monitor printed it: all the commands the server ran before this call, and nothing later.
+   */
+  mark(): Promise<string[]>;
+  close(): void;
+}
+
+/** Opens a MONITOR on the Redis on 127.0.0.1:`port`; resolves once it is listening. */
+export function monitorRedis(port: number, timeoutMs = 2000): Promise<RedisMonitor> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const lines: string[] = [];
+    const waiting = new Map<string, () => void>();
+    let pending = '';
+    let listening = false;
+    let marks = 0;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`monitor: no +OK in ${timeoutMs} ms`));
+    }, timeoutMs);
+    const monitor: RedisMonitor = {
+      lines,
+      async mark() {
+        const marker = `turnpike-mark-${++marks}`;
+        const seen = new Promise<void>((r) => waiting.set(marker, r));
+        await redisCommand(port, ['ECHO', marker]);
+        await seen;
+        const at = lines.findIndex((l) => l.includes(`"${marker}"`));
+        return lines.splice(0, at + 1).slice(0, at);
+      },
+      close: () => socket.destroy(),
+    };
+    socket.once('connect', () => socket.write(encode(['MONITOR'])));
+    socket.on('data', (chunk: Buffer) => {
+      pending += chunk.toString('utf8');
+      let eol: number;
+      while ((eol = pending.indexOf('\r\n')) !== -1) {
+        const line = pending.slice(1, eol);
+        pending = pending.slice(eol + 2);
+        if (!listening) {
+          listening = true;
+          clearTimeout(timer);
+          resolve(monitor);
+          continue;
+        }
+        lines.push(line);
+        for (const [marker, done] of waiting) {
+          if (line.includes(`"${marker}"`)) {
+            waiting.delete(marker);
+            done();
+          }
+        }
+      }
+    });
+    socket.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
 }

@@ -76,6 +76,7 @@ class GuardedStore implements Store {
   }
 
   async increment(key: string): Promise<ClientRateLimitInfo> {
+    if (this.link.starting !== undefined) await this.link.starting;
     if (this.link.usable()) {
       try {
         const info = await this.redis.increment(key);

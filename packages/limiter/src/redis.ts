@@ -291,11 +291,12 @@ export class RedisLink {
   private down = false;
   private closed = false;
   private readonly onError = (err: unknown): void => this.outage(err);
-  private readonly onReady = (): void => {
-    this.failures = 0;
-    this.pausedUntil = 0;
-    this.probing = false;
-  };
+  /**
+   * Until the connection is first ready (or fails, or `timeoutMs` passes): the first requests
+   * wait for it rather than count locally (or be refused) for the few ms a connection takes.
+   */
+  starting: Promise<void> | undefined;
+  private readonly onReady = (): void => this.succeeded();
 
   constructor(
     redis: string | RedisLike,
@@ -304,17 +305,37 @@ export class RedisLink {
     this.own = typeof redis === 'string';
     this.client =
       typeof redis === 'string'
-        ? (new Redis(redis, {
+        ? new Redis(redis, {
             enableOfflineQueue: false,
             commandTimeout: options.timeoutMs,
             maxRetriesPerRequest: 0,
             autoResendUnfulfilledCommands: false,
             connectTimeout: 2000,
+            // close() on a connection already lost still arms ioredis's timer for a socket that
+            // does not close (2 s by default): keep it to the command timeout.
+            disconnectTimeout: options.timeoutMs,
             retryStrategy: (times: number) => Math.min(100 * times, 2000),
-          }))
+          })
         : redis;
     this.client.on('error', this.onError);
     this.client.on('ready', this.onReady);
+    if (this.client.status !== 'ready') {
+      this.starting = new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(timer);
+          this.client.off('ready', done);
+          this.client.off('error', done);
+          this.client.off('end', done);
+          this.starting = undefined;
+          resolve();
+        };
+        const timer = setTimeout(done, options.timeoutMs);
+        timer.unref();
+        this.client.on('ready', done);
+        this.client.on('error', done);
+        this.client.on('end', done);
+      });
+    }
   }
 
   /** Whether a command may be sent now (see the class). */
@@ -336,7 +357,7 @@ export class RedisLink {
     this.probing = false;
     if (this.down) {
       this.down = false;
-      this.options.logger.info('rate limiter: Redis answers again; counts are shared again');
+      this.options.logger.info('rate limiter: Redis is back; counts are shared again');
     }
   }
 
