@@ -1,0 +1,256 @@
+import http from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { Algorithm } from '@turnpike/limiter';
+import {
+  startEcho,
+  startGateway,
+  waitFor,
+  type GatewayHarness,
+  type Running,
+} from './helpers/servers';
+import {
+  killRedisServers,
+  redisCommand,
+  monitorRedis,
+  startRedisServer,
+  type RedisServer,
+} from './helpers/redis-server';
+import { recordingLogger } from './helpers/outcomes';
+
+const SHARED = 'redis://127.0.0.1:6379';
+const harnesses: GatewayHarness[] = [];
+const upstreams: Running[] = [];
+afterEach(async () => {
+  await Promise.all(harnesses.splice(0).map((h) => h.close()));
+  await Promise.all(upstreams.splice(0).map((u) => u.close()));
+});
+afterAll(killRedisServers);
+
+type LimitSpec = {
+  limit: number;
+  windowMs?: number;
+  algorithm?: Algorithm;
+  refillPerSecond?: number;
+  onStoreError?: 'open' | 'closed' | 'local';
+};
+
+async function gateways(
+  n: number,
+  redis: string,
+  limit: LimitSpec,
+  extra: { timeoutMs?: number; logger?: ReturnType<typeof recordingLogger> } = {},
+): Promise<GatewayHarness[]> {
+  const echo = await startEcho();
+  upstreams.push(echo);
+  const prefix = `test:${randomUUID()}:`;
+  const out: GatewayHarness[] = [];
+  for (let i = 0; i < n; i++) {
+    const h = await startGateway({
+      services: { echo: { targets: [echo.url] } },
+      routes: [{ path: '/a', service: 'echo' }],
+      rateLimit: { limits: [{ name: 'l', ...limit }], prefix, timeoutMs: extra.timeoutMs },
+      redis,
+      logger: extra.logger,
+    });
+    harnesses.push(h);
+    out.push(h);
+  }
+  return out;
+}
+
+function get(
+  url: string,
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (res) => {
+        res.resume();
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, headers: res.headers, ms: Date.now() - started }),
+        );
+      })
+      .on('error', reject);
+  });
+}
+
+describe('rate limits counted in Redis', () => {
+  it.each<[Algorithm, LimitSpec]>([
+    ['fixed-window', { limit: 4, windowMs: 60_000 }],
+    ['sliding-window', { limit: 4, windowMs: 60_000, algorithm: 'sliding-window' }],
+    ['token-bucket', { limit: 4, algorithm: 'token-bucket', refillPerSecond: 0.01 }],
+  ])('two gateway instances share one count (%s)', async (_name, limit) => {
+    const [a, b] = await gateways(2, SHARED, limit);
+    const seen = [];
+    for (let i = 0; i < 6; i++) seen.push((await get(`${(i % 2 === 0 ? a : b)!.url}/a`)).status);
+    expect(seen).toEqual([200, 200, 200, 200, 429, 429]);
+  });
+
+  it('sends exactly one Redis command per request, and recovers from SCRIPT FLUSH mid-traffic', async () => {
+    const redis = await startRedisServer();
+    const monitor = await monitorRedis(redis.port);
+    try {
+      for (const algorithm of ['fixed-window', 'sliding-window', 'token-bucket'] as const) {
+        const limit: LimitSpec =
+          algorithm === 'token-bucket'
+            ? { limit: 1000, algorithm, refillPerSecond: 1 }
+            : { limit: 1000, windowMs: 60_000, algorithm };
+        const [g] = await gateways(1, redis.url, limit);
+        for (let i = 0; i < 3; i++) expect((await get(`${g!.url}/a`)).status).toBe(200);
+        await monitor.mark();
+        for (let i = 0; i < 20; i++) expect((await get(`${g!.url}/a`)).status).toBe(200);
+        // What the clients sent; `[0 lua]` lines are the script's own calls inside the one EVALSHA.
+        expect(commandsSent(await monitor.mark())).toEqual(Array(20).fill('evalsha'));
+
+        await redisCommand(redis.port, ['SCRIPT', 'FLUSH']);
+        await monitor.mark();
+        const after = await get(`${g!.url}/a`);
+        expect(after.status).toBe(200);
+        // Counted on from before the flush: 3 + 20 + this one. (A sliding window's reset is
+        // the end of the current aligned window, anywhere in the minute.)
+        expect(after.headers['ratelimit']).toMatch(
+          {
+            'fixed-window': /^"l"; r=976; t=60$/,
+            'sliding-window': /^"l"; r=976; t=\d+$/,
+            'token-bucket': /^"l"; r=976; t=24$/,
+          }[algorithm],
+        );
+        // The NOSCRIPT reply, then EVAL, which caches the script again; the next is EVALSHA.
+        expect(commandsSent(await monitor.mark())).toEqual(['evalsha', 'eval']);
+        expect((await get(`${g!.url}/a`)).status).toBe(200);
+        expect(commandsSent(await monitor.mark())).toEqual(['evalsha']);
+        await harnesses.pop()!.close();
+      }
+    } finally {
+      monitor.close();
+    }
+  });
+
+  it('with Redis killed mid-traffic, onStoreError open lets every request through fast', async () => {
+    const redis = await startRedisServer();
+    const log = recordingLogger();
+    const [g] = await gateways(
+      1,
+      redis.url,
+      { limit: 2, windowMs: 60_000, onStoreError: 'open' },
+      { timeoutMs: 200, logger: log },
+    );
+    expect((await get(`${g!.url}/a`)).status).toBe(200);
+    await redis.kill();
+    const results = [];
+    for (let i = 0; i < 10; i++) results.push(await get(`${g!.url}/a`));
+    expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
+    // No request waits longer than the command timeout (200 ms), with room for a busy machine.
+    expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(200 + 150);
+    // One warning for the outage, not one per request.
+    expect(log.entries.filter((e) => e.level === 'warn')).toHaveLength(1);
+    expect(log.entries.filter((e) => e.level === 'error')).toHaveLength(0);
+
+    await redis.restart();
+    await waitFor(() => log.entries.some((e) => e.level === 'info'), 10_000);
+    // A fresh Redis (no persistence): counted there again from zero.
+    const back = [];
+    for (let i = 0; i < 3; i++) back.push((await get(`${g!.url}/a`)).status);
+    expect(back).toEqual([200, 200, 429]);
+    expect(log.entries.filter((e) => e.level === 'warn')).toHaveLength(1);
+  });
+
+  it('with Redis killed, onStoreError local still enforces the limit per instance, and shares again after', async () => {
+    const redis = await startRedisServer();
+    const logs = [recordingLogger(), recordingLogger()];
+    const echo = await startEcho();
+    upstreams.push(echo);
+    const prefix = `test:${randomUUID()}:`;
+    const [a, b] = await Promise.all(
+      logs.map(async (logger) => {
+        const h = await startGateway({
+          services: { echo: { targets: [echo.url] } },
+          routes: [{ path: '/a', service: 'echo' }],
+          rateLimit: {
+            limits: [{ name: 'l', limit: 3, windowMs: 60_000, onStoreError: 'local' }],
+            prefix,
+            timeoutMs: 200,
+          },
+          redis: redis.url,
+          logger,
+        });
+        harnesses.push(h);
+        return h;
+      }),
+    );
+    await redis.kill();
+    const local = [];
+    for (let i = 0; i < 4; i++) local.push((await get(`${a!.url}/a`)).status);
+    expect(local).toEqual([200, 200, 200, 429]);
+    expect((await get(`${b!.url}/a`)).status).toBe(200); // b counts on its own
+
+    await redis.restart();
+    await waitFor(() => logs.every((l) => l.entries.some((e) => e.level === 'info')), 10_000);
+    // One count between them again (a fresh Redis): 3 in all, then refused on either.
+    const shared = [];
+    for (let i = 0; i < 5; i++) shared.push((await get(`${(i % 2 === 0 ? a : b)!.url}/a`)).status);
+    expect(shared).toEqual([200, 200, 200, 429, 429]);
+  });
+
+  it('onStoreError closed answers 503 limiter-unavailable with Retry-After while Redis is down', async () => {
+    const redis = await startRedisServer();
+    const [g] = await gateways(
+      1,
+      redis.url,
+      { limit: 5, windowMs: 60_000, onStoreError: 'closed' },
+      { timeoutMs: 200 },
+    );
+    expect((await get(`${g!.url}/a`)).status).toBe(200);
+    await redis.kill();
+    const r = await get(`${g!.url}/a`);
+    expect(r.status).toBe(503);
+    expect(r.headers['retry-after']).toBe('1');
+  });
+
+  it('starts with Redis unreachable, serves, and counts in Redis once it answers; close() leaves no connection', async () => {
+    const redis = await startRedisServer();
+    await redis.kill();
+    const log = recordingLogger();
+    const [g] = await gateways(
+      1,
+      redis.url,
+      { limit: 2, windowMs: 60_000 },
+      { timeoutMs: 200, logger: log },
+    );
+    // Unreachable: the default, local, counts in this instance.
+    const local = [];
+    for (let i = 0; i < 3; i++) local.push((await get(`${g!.url}/a`)).status);
+    expect(local).toEqual([200, 200, 429]);
+
+    await redis.restart();
+    await waitFor(() => log.entries.some((e) => e.level === 'info'), 10_000);
+    expect((await get(`${g!.url}/a`)).status).toBe(200);
+    expect(await redisCommand(redis.port, ['KEYS', 'test:*'])).toHaveLength(1);
+    expect(await clientCount(redis)).toBe(1);
+
+    await harnesses.pop()!.close();
+    // QUIT was answered before close() resolved; the server drops the client as it reads it.
+    await waitForAsync(async () => (await clientCount(redis)) === 0);
+  });
+});
+
+/** The commands clients sent, from MONITOR lines: not the calls a script made. */
+function commandsSent(lines: readonly string[]): string[] {
+  return lines
+    .filter((l) => !l.includes(' lua] ') && !l.includes('"ECHO"'))
+    .map((l) => /\] "([^"]+)"/.exec(l)![1]!.toLowerCase());
+}
+
+async function waitForAsync(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Clients of the server other than the one asking. */
+async function clientCount(redis: RedisServer): Promise<number> {
+  const list = (await redisCommand(redis.port, ['CLIENT', 'LIST'])) as string;
+  return list.trim().split('\n').length - 1;
+}
