@@ -56,7 +56,12 @@ export class FixedWindowMemoryStore extends MemoryStore {
 
   override async increment(key: string): Promise<ClientRateLimitInfo> {
     const { current, previous } = this;
-    if (!current.has(key) && !previous.has(key) && current.size + previous.size >= this.maxKeys) {
+    const seen = current.get(key);
+    if (seen !== undefined) {
+      // To the back: the client seen last is the last to go.
+      current.delete(key);
+      current.set(key, seen);
+    } else if (!previous.has(key) && current.size + previous.size >= this.maxKeys) {
       // Idle clients (last window's) go before active ones; Maps iterate oldest first.
       const from = previous.size !== 0 ? previous : current;
       const oldest = from.keys().next().value as string;
