@@ -93,6 +93,7 @@ export const limitShape: Shape<LimitOptions> = {
   windowMs: positiveInteger,
   refillPerSecond: refill,
   key: keySource,
+  keyGenerator: fn<NonNullable<LimitOptions['keyGenerator']>>(),
   ipv6Subnet: subnet,
   skip: fn<NonNullable<LimitOptions['skip']>>(),
   onStoreError: oneOf(MODES),
@@ -103,6 +104,13 @@ const limitObject = object<LimitOptions>(limitShape, ['limit']);
 /** One limit: its keys, then their relations (the token bucket's refill rate). */
 export const limitCheck: Check<LimitOptions> = (value, path) => {
   const limit = limitObject(value, path);
+  if (limit.keyGenerator !== undefined && limit.key !== undefined) {
+    throw new ConfigError(
+      join(path, 'keyGenerator'),
+      "key or keyGenerator, not both (keyGenerator is express-rate-limit's name for key: fn)",
+      '[Function]',
+    );
+  }
   const algorithm = limit.algorithm ?? 'fixed-window';
   if (algorithm === 'token-bucket') {
     if (limit.refillPerSecond === undefined) {
@@ -238,7 +246,7 @@ export function completeLimit(limit: LimitOptions): ParsedLimit {
     // A token bucket has no window: its `w` in the headers is the time it takes to fill.
     windowMs: algorithm === 'token-bucket' ? 0 : (limit.windowMs ?? 60_000),
     refillPerSecond: limit.refillPerSecond,
-    key: limit.key ?? 'ip',
+    key: limit.key ?? limit.keyGenerator ?? 'ip',
     ipv6Subnet: limit.ipv6Subnet ?? 56,
     skip: limit.skip,
     onStoreError: limit.onStoreError,

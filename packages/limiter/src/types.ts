@@ -59,6 +59,8 @@ export interface LimitOptions {
   refillPerSecond?: number;
   /** What the limit counts by. Default `'ip'`. */
   key?: KeySource;
+  /** express-rate-limit's name for a key function: the same as `key: fn`. Not with `key`. */
+  keyGenerator?: (req: IncomingMessage, res: ServerResponse) => string | Promise<string>;
   /** IPv6 addresses are counted per prefix of this length (1–128), or false for whole addresses. Default 56. */
   ipv6Subnet?: number | false;
   /** Requests for which this limit is not applied (it may be async). Default: none. */
