@@ -1,6 +1,16 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
-import type { Algorithm } from '@turnpike/limiter';
+import express from 'express';
+import request from 'supertest';
+import { Redis } from 'ioredis';
+import { rateLimit as expressRateLimit, type Store } from 'express-rate-limit';
+import {
+  FixedWindowRedisStore,
+  SlidingWindowRedisStore,
+  TokenBucketRedisStore,
+  rateLimit,
+  type Algorithm,
+} from '@turnpike/limiter';
 import {
   startEcho,
   startGateway,
@@ -250,6 +260,57 @@ async function waitForAsync(check: () => Promise<boolean>, timeoutMs = 5000): Pr
 }
 
 /** Clients of the server other than the one asking. */
+describe('the Redis stores on a client of the user', () => {
+  let client: Redis;
+  beforeAll(() => {
+    client = new Redis(SHARED);
+  });
+  afterAll(async () => {
+    await client.quit();
+  });
+
+  it.each<[string, (prefix: string) => Store]>([
+    ['FixedWindowRedisStore', (prefix) => new FixedWindowRedisStore({ client, prefix })],
+    ['SlidingWindowRedisStore', (prefix) => new SlidingWindowRedisStore({ client, prefix })],
+    [
+      'TokenBucketRedisStore',
+      (prefix) => new TokenBucketRedisStore({ client, prefix, refillPerSecond: 0.001 }),
+    ],
+  ])('%s counts for express-rate-limit directly, under hash-tagged keys', async (_name, make) => {
+    const prefix = `test:${randomUUID()}:`;
+    const app = express();
+    app.set('trust proxy', 'loopback');
+    app.use(expressRateLimit({ limit: 2, windowMs: 60_000, store: make(prefix) }));
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    const seen = [];
+    for (let i = 0; i < 3; i++) {
+      seen.push((await request(app).get('/').set('x-forwarded-for', '192.0.2.7')).status);
+    }
+    expect(seen).toEqual([200, 200, 429]);
+    await request(app).get('/').set('x-forwarded-for', '192.0.2.8').expect(200);
+    // One key per client, the client's key in braces: one Cluster slot per script call.
+    const keys = (await client.keys(`${prefix}*`)).sort();
+    expect(keys).toEqual([`${prefix}{192.0.2.7}`, `${prefix}{192.0.2.8}`]);
+    await client.del(...keys);
+  });
+
+  it('rateLimit({ redis: client }).close() leaves the client open', async () => {
+    const mw = rateLimit({ limit: 5, redis: client, prefix: `test:${randomUUID()}:` });
+    const app = express();
+    app.use(mw);
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    const r = await request(app).get('/').expect(200);
+    expect(r.headers['ratelimit']).toBe('"5-in-1min"; r=4; t=60');
+    await mw.close();
+    expect(client.status).toBe('ready');
+    expect(await client.ping()).toBe('PONG');
+  });
+});
+
 async function clientCount(redis: RedisServer): Promise<number> {
   const list = (await redisCommand(redis.port, ['CLIENT', 'LIST'])) as string;
   return list.trim().split('\n').length - 1;
