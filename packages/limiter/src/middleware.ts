@@ -85,8 +85,19 @@ function writeHeaders(
         policy += `${sep}"${name}"; q=${info.limit}; w=${windows[i]}`;
       }
     }
-    res.setHeader('RateLimit-Policy', plan.policy ?? policy);
-    res.setHeader('RateLimit', state);
+    // A limiter before this one (another rateLimit() on the app) wrote its policies: the
+    // draft's lists name them all.
+    const before = res.getHeader('RateLimit');
+    if (typeof before === 'string' && before !== '' && state !== '') {
+      res.setHeader(
+        'RateLimit-Policy',
+        `${String(res.getHeader('RateLimit-Policy'))}, ${plan.policy ?? policy}`,
+      );
+      res.setHeader('RateLimit', `${before}, ${state}`);
+    } else {
+      res.setHeader('RateLimit-Policy', plan.policy ?? policy);
+      res.setHeader('RateLimit', state);
+    }
   } else if (standard !== false) {
     const i = infos.indexOf(worst);
     const w = windows[i];
