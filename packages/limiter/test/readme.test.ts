@@ -180,7 +180,7 @@ describe('README: the stores with express-rate-limit directly', () => {
         statuses.push((await get(base, { 'x-forwarded-for': '192.0.2.1' })).status);
       }
       // The bucket's capacity of 20, then a refusal (the sliding window's 100 allow them all).
-      expect(statuses).toEqual([...Array(20).fill(200), 429]);
+      expect(statuses).toEqual([...(Array(20).fill(200) as number[]), 429]);
       expect(await redis.keys(`${prefix}*`)).toEqual([`${prefix}{192.0.2.1}`]);
       await redis.del(`${prefix}{192.0.2.1}`);
     } finally {
