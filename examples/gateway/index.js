@@ -104,6 +104,11 @@ async function selfTest(base) {
   if (res.status !== 200 || body.service !== 'users' || body.url !== '/42') {
     throw new Error(`self-test: unexpected answer ${res.status} ${text}`);
   }
+  const limit = res.headers.get('ratelimit');
+  console.log(`RateLimit: ${limit}`);
+  if (limit !== '"120-in-1min"; r=119; t=60') {
+    throw new Error(`self-test: unexpected RateLimit header ${limit}`);
+  }
   console.log('self-test passed');
 }
 
@@ -134,6 +139,13 @@ async function main() {
       service: 'orders',
       methods: ['GET'],
       rewrite: '/orders/by-user/:id',
+      // On top of the gateway-wide limit: bursts of 5, then one a second, per client.
+      rateLimit: {
+        name: 'user-orders',
+        algorithm: 'token-bucket',
+        limit: 5,
+        refillPerSecond: 1,
+      },
     },
     // /api/orders and /api/orders/7 → orders sees /orders and /orders/7.
     { name: 'orders', path: '/api/orders/**', service: 'orders', stripPrefix: '/api' },
@@ -162,7 +174,14 @@ async function main() {
     services.echo = { targets: [urlOf(echo.server)] };
   }
 
-  const gateway = createGateway({ services, routes, bodyLimit: 1024 * 1024 });
+  const gateway = createGateway({
+    services,
+    routes,
+    bodyLimit: 1024 * 1024,
+    // Every route: 120 requests a minute per client address, counted in memory (with
+    // `redis: 'redis://…'` the instances of a deployment would share one count).
+    rateLimit: { limit: 120, windowMs: 60000 },
+  });
   // A node:http server of the gateway's own, WebSocket upgrades included; gateway.close()
   // closes it. (Inside an existing Express app, see examples/embed.)
   const server = await gateway.listen(PORT);
@@ -200,6 +219,9 @@ async function main() {
   );
   console.log(
     `  curl ${api}/users/42/orders           # :param route, rewritten to /orders/by-user/42`,
+  );
+  console.log(
+    `  curl -i ${api}/users/42/orders        # 6 times within a second: 429 rate-limited, Retry-After: 1`,
   );
   console.log(`  curl ${api}/orders/7`);
   console.log(
