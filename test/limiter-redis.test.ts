@@ -36,6 +36,15 @@ afterEach(async () => {
 });
 afterAll(killRedisServers);
 
+// No Redis trouble may surface as an unhandled rejection.
+const rejections: unknown[] = [];
+const onRejection = (reason: unknown): void => void rejections.push(reason);
+beforeAll(() => process.on('unhandledRejection', onRejection));
+afterAll(() => process.off('unhandledRejection', onRejection));
+afterEach(() => {
+  expect(rejections.splice(0)).toEqual([]);
+});
+
 type LimitSpec = {
   limit: number;
   windowMs?: number;
@@ -142,14 +151,17 @@ describe('rate limits counted in Redis', () => {
     const [g] = await gateways(
       1,
       redis.url,
-      { limit: 2, windowMs: 60_000, onStoreError: 'open' },
+      { limit: 1000, windowMs: 60_000, onStoreError: 'open' },
       { timeoutMs: 200, logger: log },
     );
-    expect((await get(`${g!.url}/a`)).status).toBe(200);
+    // Four clients in a loop; Redis is killed once 20 requests have been answered.
+    const traffic = startTraffic(`${g!.url}/a`, 4);
+    await waitFor(() => traffic.results.length >= 20, 10_000);
     await redis.kill();
-    const results = [];
-    for (let i = 0; i < 10; i++) results.push(await get(`${g!.url}/a`));
-    expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
+    const killedAt = traffic.results.length;
+    await waitFor(() => traffic.results.length >= killedAt + 40, 10_000);
+    const results = await traffic.stop();
+    expect(results.filter((r) => r.status !== 200)).toEqual([]);
     // No request waits longer than the command timeout (200 ms), with room for a busy machine.
     expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(200 + 150);
     // One warning for the outage, not one per request.
@@ -159,10 +171,43 @@ describe('rate limits counted in Redis', () => {
     await redis.restart();
     await waitFor(() => log.entries.some((e) => e.level === 'info'), 10_000);
     // A fresh Redis (no persistence): counted there again from zero.
-    const back = [];
-    for (let i = 0; i < 3; i++) back.push((await get(`${g!.url}/a`)).status);
-    expect(back).toEqual([200, 200, 429]);
+    const back = await get(`${g!.url}/a`);
+    expect(back.headers['ratelimit']).toBe('"l"; r=999; t=60');
     expect(log.entries.filter((e) => e.level === 'warn')).toHaveLength(1);
+  });
+
+  it('a Redis that hangs (SIGSTOP) costs a request at most the command timeout, then is left alone', async () => {
+    const redis = await startRedisServer();
+    const log = recordingLogger();
+    const [g] = await gateways(
+      1,
+      redis.url,
+      { limit: 1000, windowMs: 60_000, onStoreError: 'open' },
+      { timeoutMs: 100, logger: log },
+    );
+    expect((await get(`${g!.url}/a`)).status).toBe(200);
+    process.kill(redis.pid!, 'SIGSTOP');
+    try {
+      const results = [];
+      for (let i = 0; i < 10; i++) results.push(await get(`${g!.url}/a`));
+      expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
+      const ms = results.map((r) => r.ms);
+      expect(Math.max(...ms)).toBeLessThan(100 + 150);
+      // Three timed out (failuresBeforePause); the rest did not wait for Redis at all.
+      expect(ms.filter((m) => m >= 100).length).toBeLessThanOrEqual(3);
+      expect(log.entries.filter((e) => e.level === 'warn')).toHaveLength(1);
+    } finally {
+      process.kill(redis.pid!, 'SIGCONT');
+    }
+    // Answering again: once the pause (retryMs) is over, one request probes it, succeeds, and
+    // counts are shared again. Nothing but requests probes, so keep sending them.
+    const deadline = Date.now() + 10_000;
+    let shared = false;
+    while (!shared && Date.now() < deadline) {
+      await get(`${g!.url}/a`);
+      shared = log.entries.some((e) => e.level === 'info');
+    }
+    expect(shared).toBe(true);
   });
 
   it('with Redis killed, onStoreError local still enforces the limit per instance, and shares again after', async () => {
@@ -243,6 +288,32 @@ describe('rate limits counted in Redis', () => {
     await waitForAsync(async () => (await clientCount(redis)) === 0);
   });
 });
+
+interface Traffic {
+  readonly results: { status: number; ms: number }[];
+  /** Stops the loops; resolves with every result once the requests in flight are answered. */
+  stop(): Promise<{ status: number; ms: number }[]>;
+}
+
+/** `clients` loops, each sending one request after another to `url` until stopped. */
+function startTraffic(url: string, clients: number): Traffic {
+  const results: { status: number; ms: number }[] = [];
+  let running = true;
+  const loops = Array.from({ length: clients }, async () => {
+    while (running) {
+      const r = await get(url).catch(() => ({ status: 0, ms: 0 }));
+      results.push({ status: r.status, ms: r.ms });
+    }
+  });
+  return {
+    results,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return results;
+    },
+  };
+}
 
 /** The commands clients sent, from MONITOR lines: not the calls a script made. */
 function commandsSent(lines: readonly string[]): string[] {
