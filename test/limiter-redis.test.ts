@@ -12,6 +12,7 @@ import {
   type Algorithm,
 } from '@turnpike/limiter';
 import {
+  listen,
   startEcho,
   startGateway,
   waitFor,
@@ -193,8 +194,8 @@ describe('rate limits counted in Redis', () => {
       expect(results.map((r) => r.status)).toEqual(Array(10).fill(200));
       const ms = results.map((r) => r.ms);
       expect(Math.max(...ms)).toBeLessThan(100 + 150);
-      // Three timed out (failuresBeforePause); the rest did not wait for Redis at all.
-      expect(ms.filter((m) => m >= 100).length).toBeLessThanOrEqual(3);
+      // The first timed out and paused Redis (retryMs, 1 s): the rest did not wait for it.
+      expect(ms.filter((m) => m >= 100)).toHaveLength(1);
       expect(log.entries.filter((e) => e.level === 'warn')).toHaveLength(1);
     } finally {
       process.kill(redis.pid!, 'SIGCONT');
@@ -331,6 +332,168 @@ async function waitForAsync(check: () => Promise<boolean>, timeoutMs = 5000): Pr
 }
 
 /** Clients of the server other than the one asking. */
+describe('the limiter on Redis, hardened', () => {
+  it('a hung Redis behind a client of the user costs a request at most timeoutMs too', async () => {
+    const redis = await startRedisServer();
+    // ioredis defaults: an offline queue, no command timeout.
+    const client = new Redis(redis.url);
+    const mw = rateLimit({
+      limits: [
+        { name: 'a', limit: 1000 },
+        { name: 'b', limit: 1000, algorithm: 'sliding-window' },
+      ],
+      redis: client,
+      timeoutMs: 100,
+      onStoreError: 'open',
+      prefix: `test:${randomUUID()}:`,
+    });
+    const app = express();
+    app.use(mw);
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    const server = await listen(http.createServer(app));
+    try {
+      expect((await get(`${server.url}/`)).headers['ratelimit']).toMatch(
+        /^"a"; r=999; t=60, "b"; r=999/,
+      );
+      process.kill(redis.pid!, 'SIGSTOP');
+      const results = [];
+      for (let i = 0; i < 5; i++) results.push(await get(`${server.url}/`));
+      expect(results.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+      // Two limits, one timeout: the first limit's pauses Redis for the second.
+      expect(Math.max(...results.map((r) => r.ms))).toBeLessThan(100 + 150);
+    } finally {
+      process.kill(redis.pid!, 'SIGCONT');
+      await server.close();
+      await mw.close();
+      client.disconnect();
+    }
+  });
+
+  it('a client made with lazyConnect is connected and counted on', async () => {
+    const client = new Redis(SHARED, { lazyConnect: true });
+    const prefix = `test:${randomUUID()}:`;
+    const mw = rateLimit({ name: 'l', limit: 3, redis: client, prefix });
+    const app = express();
+    app.use(mw);
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    try {
+      await request(app).get('/').expect(200);
+      await request(app).get('/').expect(200);
+      expect(await client.keys(`${prefix}*`)).toHaveLength(1);
+    } finally {
+      await mw.close();
+      await client.quit();
+    }
+  });
+
+  it('routes of one name (GET /x and POST /x) count apart in Redis, as in memory', async () => {
+    const echo = await startEcho();
+    upstreams.push(echo);
+    const h = await startGateway({
+      services: { echo: { targets: [echo.url] } },
+      routes: [
+        { path: '/x', service: 'echo', methods: ['GET'], rateLimit: { limit: 2 } },
+        { path: '/x', service: 'echo', methods: ['POST'], rateLimit: { limit: 2 } },
+      ],
+      rateLimit: { limits: [], prefix: `test:${randomUUID()}:` },
+      redis: SHARED,
+    });
+    harnesses.push(h);
+    const send = async (method: string): Promise<number> =>
+      (await fetch(`${h.url}/x`, { method })).status;
+    expect([await send('GET'), await send('GET'), await send('GET')]).toEqual([200, 200, 429]);
+    expect([await send('POST'), await send('POST'), await send('POST')]).toEqual([200, 200, 429]);
+  });
+
+  it('a key Redis refuses (WRONGTYPE) follows onStoreError for that key alone: one log line, no outage', async () => {
+    const log = recordingLogger();
+    const prefix = `test:${randomUUID()}:`;
+    const client = new Redis(SHARED);
+    const mw = rateLimit({
+      name: 'l',
+      algorithm: 'sliding-window',
+      limit: 3,
+      key: { header: 'x-user' },
+      redis: SHARED,
+      prefix,
+      onStoreError: 'open',
+      logger: log,
+    });
+    const app = express();
+    app.use(mw);
+    app.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    try {
+      await client.set(`${prefix}l:sw:{h:bad}`, 'not a hash');
+      for (let i = 0; i < 5; i++) {
+        const r = await request(app).get('/').set('x-user', 'bad');
+        expect(r.status).toBe(200); // open: through, uncounted
+      }
+      // Everyone else is counted in Redis as ever.
+      const good = [];
+      for (let i = 0; i < 4; i++)
+        good.push((await request(app).get('/').set('x-user', 'good')).status);
+      expect(good).toEqual([200, 200, 200, 429]);
+      expect(log.entries.map((e) => e.level)).toEqual(['error']);
+      expect(log.entries[0]!.meta).toMatchObject({ limit: 'l' });
+      expect(String(log.entries[0]!.meta!['error'])).toMatch(/^WRONGTYPE/);
+    } finally {
+      await mw.close();
+      await client.del(...(await client.keys(`${prefix}*`)));
+      await client.quit();
+    }
+  });
+
+  it.each<[string, (client: Redis, prefix: string) => Store]>([
+    ['FixedWindowRedisStore', (client, prefix) => new FixedWindowRedisStore({ client, prefix })],
+    [
+      'SlidingWindowRedisStore',
+      (client, prefix) => new SlidingWindowRedisStore({ client, prefix }),
+    ],
+    [
+      'TokenBucketRedisStore',
+      (client, prefix) => new TokenBucketRedisStore({ client, prefix, refillPerSecond: 0.001 }),
+    ],
+  ])(
+    '%s gives requests back for skipFailedRequests, a refusal giving back nothing',
+    async (_n, make) => {
+      const client = new Redis(SHARED);
+      const prefix = `test:${randomUUID()}:`;
+      try {
+        const app = express();
+        let fail = true;
+        app.use(
+          expressRateLimit({
+            limit: 3,
+            windowMs: 60_000,
+            store: make(client, prefix),
+            skipFailedRequests: true,
+          }),
+        );
+        app.get('/', (_req, res) => {
+          res.status(fail ? 500 : 200).send('x');
+        });
+        // Failed answers are given back: five 500s leave the whole limit.
+        for (let i = 0; i < 5; i++) await request(app).get('/').expect(500);
+        fail = false;
+        const seen = [];
+        for (let i = 0; i < 20; i++) seen.push((await request(app).get('/')).status);
+        // Then 3 pass, and the refusals (429, a failure too) buy nothing back.
+        expect(seen.filter((s) => s === 200)).toHaveLength(3);
+      } finally {
+        const keys = await client.keys(`${prefix}*`);
+        if (keys.length > 0) await client.del(...keys);
+        await client.quit();
+      }
+    },
+  );
+});
+
 describe('the Redis stores on a client of the user', () => {
   let client: Redis;
   beforeAll(() => {

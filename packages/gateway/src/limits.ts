@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { ConfigError, silentLogger, type Check, type Logger } from '@turnpike/core';
 import {
   Limit,
@@ -45,10 +46,23 @@ function refuseKeys(
   }
 }
 
+/**
+ * A route's part of its Redis keys: its name, and a short hash of what tells it from another
+ * route of the same name (`GET /x` and `POST /x` are both named `/x` by default), so two
+ * routes never share a count in Redis, while the keys stay the same across a reload or a
+ * reordering of the routes.
+ */
+function routeKeyOf(route: RouteInfo): string {
+  const o = route.options as { methods?: readonly string[]; host?: string | readonly string[] };
+  const identity = JSON.stringify([route.path, o.methods ?? null, o.host ?? null]);
+  const hash = createHash('sha256').update(identity).digest('base64url').slice(0, 8);
+  return `${encodeURIComponent(route.name)}:${hash}`;
+}
+
 /** The gateway-wide `rateLimit`, checked (false: none). */
 export const gatewayRateLimitCheck: Check<GatewayRateLimit | false> = (value, path) => {
   if (value === false) return false;
-  const parts = parseRateLimitOptions(value, path, true);
+  const parts = parseRateLimitOptions(value, path, true, true);
   refuseKeys(
     parts,
     path,
@@ -112,7 +126,7 @@ export class RateLimits {
     const parts =
       config === undefined || config === false
         ? { limits: [], settings: {} }
-        : parseRateLimitOptions(config, 'rateLimit', true);
+        : parseRateLimitOptions(config, 'rateLimit', true, true);
     this.redis = redis;
     this.settings = completeSettings({ ...parts.settings, redis, logger });
     const specs = parts.limits.map(completeLimit);
@@ -132,7 +146,7 @@ export class RateLimits {
     if (specs.length === 0 && this.global.length === 0) return [];
     const taken = new Set(this.global.map((l) => l.name));
     const names = nameLimits(specs, limitPath(own, path), taken);
-    const routeKey = encodeURIComponent(route.name);
+    const routeKey = routeKeyOf(route);
     const mine = specs.map(
       (spec, i) => new Limit(spec, names[i]!, this.context(`route:${routeKey}:${names[i]}:`)),
     );

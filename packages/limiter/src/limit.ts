@@ -48,6 +48,12 @@ interface Counter {
   readonly windowSeconds: number;
 }
 
+const ALGORITHM_TAG = {
+  'fixed-window': 'fw:',
+  'sliding-window': 'sw:',
+  'token-bucket': 'tb:',
+} as const;
+
 /** Most distinct values a limit function may return: each is a count of its own. */
 export const MAX_LIMIT_VALUES = 64;
 
@@ -64,6 +70,7 @@ class GuardedStore implements Store {
     private readonly local: Store | undefined,
     private readonly link: RedisLink,
     private readonly mode: StoreErrorMode,
+    private readonly limit: string,
   ) {}
 
   get prefix(): string | undefined {
@@ -79,11 +86,11 @@ class GuardedStore implements Store {
     if (this.link.starting !== undefined) await this.link.starting;
     if (this.link.usable()) {
       try {
-        const info = await this.redis.increment(key);
+        const info = await this.link.run(async () => this.redis.increment(key));
         this.link.succeeded();
         return info;
       } catch (err) {
-        this.link.failed(err);
+        this.link.failed(err, this.limit);
       }
     }
     if (this.mode === 'local') return this.local!.increment(key);
@@ -174,10 +181,25 @@ export class Limit {
     this.fixed = typeof spec.limit === 'number' ? this.counter(spec.limit) : undefined;
   }
 
-  /** The counter of one limit value; created on first use for a limit function (at most {@link MAX_LIMIT_VALUES}). */
-  counterFor(value: number): Counter | undefined {
+  /**
+   * The counter of one limit value, created on first use for a limit function. At most
+   * {@link MAX_LIMIT_VALUES} are kept: past them the least recently used goes (its clients'
+   * counts in memory start afresh; Redis keeps its own).
+   */
+  counterFor(value: number): Counter {
+    const fixed = this.fixed;
+    if (fixed !== undefined) return fixed;
     const known = this.counters.get(value);
-    if (known !== undefined || this.counters.size >= MAX_LIMIT_VALUES) return known;
+    if (known !== undefined) {
+      this.counters.delete(value);
+      this.counters.set(value, known);
+      return known;
+    }
+    if (this.counters.size >= MAX_LIMIT_VALUES) {
+      const [oldest, c] = this.counters.entries().next().value as [number, Counter];
+      this.counters.delete(oldest);
+      void c.store.shutdown?.();
+    }
     return this.counter(value);
   }
 
@@ -188,7 +210,10 @@ export class Limit {
         ? Math.max(1000, Math.ceil((value / spec.refillPerSecond!) * 1000))
         : spec.windowMs;
     const mode = spec.onStoreError ?? ctx.settings.onStoreError;
-    const prefix = typeof spec.limit === 'number' ? ctx.keyPrefix : `${ctx.keyPrefix}q${value}:`;
+    // The algorithm is part of the key: a limit that changes algorithm (a deploy rolling
+    // out) starts afresh instead of meeting a key of the other kind (WRONGTYPE).
+    const tagged = `${ctx.keyPrefix}${ALGORITHM_TAG[spec.algorithm]}`;
+    const prefix = typeof spec.limit === 'number' ? tagged : `${tagged}q${value}:`;
     const store =
       ctx.link === undefined
         ? memoryStore(spec, ctx.settings.maxKeys)
@@ -197,6 +222,7 @@ export class Limit {
             mode === 'local' ? memoryStore(spec, ctx.settings.maxKeys) : undefined,
             ctx.link,
             mode,
+            this.name,
           );
     const key = this.key;
     const middleware = erl({

@@ -117,10 +117,13 @@ abstract class DecidingMemoryStore<S extends { expires: number }> implements Sto
     this.configure(options);
     if (this.timer !== undefined) clearInterval(this.timer);
     // Entries past their expiry are also dropped when read; the sweep frees the idle ones.
-    this.timer = setInterval(() => {
-      const now = Date.now();
-      this.entries.sweep((s) => s.expires <= now);
-    }, this.sweepMs());
+    this.timer = setInterval(
+      () => {
+        const now = Date.now();
+        this.entries.sweep((s) => s.expires <= now);
+      },
+      Math.min(3_600_000, Math.max(1000, this.sweepMs())),
+    );
     this.timer.unref();
   }
 
@@ -177,6 +180,8 @@ interface SlidingState {
   window: number;
   current: number;
   previous: number;
+  /** Refusals not given back yet: express-rate-limit's `decrement` (skipFailedRequests) takes these first. */
+  refused: number;
   expires: number;
 }
 
@@ -214,7 +219,9 @@ export class SlidingWindowMemoryStore extends DecidingMemoryStore<SlidingState> 
     }
     const decision = slidingDecision(this.limit, w, now, index, previous, current);
     if (decision.allowed) current++;
-    const state = s ?? ({ window: index, current, previous, expires: 0 } satisfies SlidingState);
+    const state =
+      s ?? ({ window: index, current, previous, refused: 0, expires: 0 } satisfies SlidingState);
+    if (!decision.allowed) state.refused++;
     state.window = index;
     state.current = current;
     state.previous = previous;
@@ -235,12 +242,16 @@ export class SlidingWindowMemoryStore extends DecidingMemoryStore<SlidingState> 
   }
 
   protected refund(s: SlidingState): void {
-    if (s.current > 0) s.current--;
+    // A refusal counted nothing: giving it back gives nothing back.
+    if (s.refused > 0) s.refused--;
+    else if (s.current > 0) s.current--;
   }
 }
 
 interface BucketState {
   tokens: number;
+  /** Refusals not given back yet (see SlidingState). */
+  refused: number;
   /** When `tokens` was computed (epoch ms). */
   at: number;
   expires: number;
@@ -276,7 +287,8 @@ export class TokenBucketMemoryStore extends DecidingMemoryStore<BucketState> {
     const before = s === undefined ? this.limit : s.tokens;
     const at = s === undefined ? now : s.at;
     const { decision, tokens } = bucketDecision(this.limit, this.perMs, now, before, at);
-    const state = s ?? ({ tokens, at: now, expires: 0 } satisfies BucketState);
+    const state = s ?? ({ tokens, at: now, refused: 0, expires: 0 } satisfies BucketState);
+    if (!decision.allowed) state.refused++;
     state.tokens = tokens;
     state.at = now;
     state.expires = now + Math.ceil((this.limit - tokens) / this.perMs);
@@ -293,6 +305,7 @@ export class TokenBucketMemoryStore extends DecidingMemoryStore<BucketState> {
   }
 
   protected refund(s: BucketState): void {
-    s.tokens = Math.min(this.limit, s.tokens + 1);
+    if (s.refused > 0) s.refused--;
+    else s.tokens = Math.min(this.limit, s.tokens + 1);
   }
 }

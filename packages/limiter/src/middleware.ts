@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConfigError, GatewayError, sendProblem, silentLogger, type Logger } from '@turnpike/core';
 import { Limit, PASS, REFUSED, UNAVAILABLE, defaultName } from './limit';
-import { parseOptions, type ParsedLimit, type ParsedSettings } from './options';
+import { MAX_LIMIT, parseOptions, type ParsedLimit, type ParsedSettings } from './options';
 import { RedisLink } from './redis';
 import type { RateLimitInfo, RateLimitOptions, StandardHeaders } from './types';
 
@@ -207,19 +207,15 @@ class Run {
   private countValue(at: number, value: unknown): void {
     if (this.done || at !== this.at) return;
     const limit = this.chain.limits[at]!;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1) {
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_LIMIT) {
       return this.fail(
-        new Error(`the limit function returned ${String(value)}, not an integer >= 1`),
+        new Error(
+          `the limit function returned ${String(value)}, not an integer from 1 to ${MAX_LIMIT}`,
+        ),
         limit,
       );
     }
     const counter = limit.counterFor(value);
-    if (counter === undefined) {
-      return this.fail(
-        new Error(`the limit function returned more than 64 distinct values`),
-        limit,
-      );
-    }
     this.windows[at] = counter.windowSeconds;
     this.req.rateLimit = undefined;
     counter.middleware(this.req, this.res, (err) => this.counted(at, err));

@@ -49,24 +49,46 @@ const keySource: Check<KeySource> = (value, path) => {
   );
 };
 
-const positiveInteger = number({ integer: true, min: 1 });
+/** The largest delay Node's timers take (about 24.8 days); a longer one fires at once. */
+export const MAX_TIMER_MS = 2_147_483_647;
+/** The largest integer a structured header field may carry (RFC 9651: 15 digits). */
+export const MAX_LIMIT = 999_999_999_999_999;
+
+const windowCheck: Check<number> = (value, path) => {
+  if (
+    typeof value === 'number' &&
+    Number.isInteger(value) &&
+    value >= 100 &&
+    value <= MAX_TIMER_MS
+  ) {
+    return value;
+  }
+  throw new ConfigError(
+    path,
+    `an integer from 100 to ${MAX_TIMER_MS} (ms: up to about 24.8 days, the longest timer Node runs)`,
+    value,
+    'windowMs: 60000',
+  );
+};
 
 const limitValue: Check<LimitOptions['limit']> = (value, path) => {
   if (typeof value === 'function') return value as LimitOptions['limit'];
-  if (typeof value === 'number' && Number.isInteger(value) && value >= 1) return value;
+  if (typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= MAX_LIMIT) {
+    return value;
+  }
   throw new ConfigError(
     path,
-    'an integer >= 1 (requests per window; a token bucket: its capacity), or a function (req, res) => number',
+    `an integer from 1 to ${MAX_LIMIT} (requests per window; a token bucket: its capacity), or a function (req, res) => number`,
     value,
     'limit: 100',
   );
 };
 
 const refill: Check<number> = (value, path) => {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0.001 || value > 1e9) {
     throw new ConfigError(
       path,
-      'a number > 0 (tokens added per second)',
+      'a number from 0.001 to 1e9 (tokens added per second)',
       value,
       'refillPerSecond: 10',
     );
@@ -90,7 +112,7 @@ export const limitShape: Shape<LimitOptions> = {
   }),
   algorithm: oneOf(ALGORITHMS),
   limit: limitValue,
-  windowMs: positiveInteger,
+  windowMs: windowCheck,
   refillPerSecond: refill,
   key: keySource,
   keyGenerator: fn<NonNullable<LimitOptions['keyGenerator']>>(),
@@ -191,10 +213,10 @@ export const settingsShape: Shape<LimiterSettings> = {
     expected: 'a key prefix without spaces or braces',
   }),
   onStoreError: oneOf(MODES),
-  timeoutMs: positiveInteger,
-  failuresBeforePause: positiveInteger,
-  retryMs: positiveInteger,
-  maxKeys: positiveInteger,
+  timeoutMs: number({ integer: true, min: 1, max: 60_000 }),
+  failuresBeforePause: number({ integer: true, min: 1, max: 1000 }),
+  retryMs: number({ integer: true, min: 1, max: 3_600_000 }),
+  maxKeys: number({ integer: true, min: 1, max: 10_000_000 }),
   logger: loggerCheck,
 };
 
@@ -276,6 +298,11 @@ const settingsObject = object<LimiterSettings & { limits: readonly LimitOptions[
   { ...settingsShape, limits: limitsList },
   ['limits'],
 );
+/** The same, where settings alone make sense (the gateway's, for its routes' limits). */
+const settingsOnlyObject = object<LimiterSettings & { limits: readonly LimitOptions[] }>(
+  { ...settingsShape, limits: array(limitCheck) },
+  ['limits'],
+);
 const singleObject = object<LimitOptions & LimiterSettings>({ ...limitShape, ...settingsShape }, [
   'limit',
 ]);
@@ -294,12 +321,14 @@ function pick<T>(from: Record<string, unknown>, keys: readonly string[]): T {
 
 /**
  * Checks rate limit options: one limit with the settings beside it, `{ limits: [...], ...settings }`,
- * or (`allowList`) a list of limits. Throws a ConfigError naming the field.
+ * or (`allowList`) a list of limits; with `allowNoLimits`, `limits` may be empty (settings
+ * alone). Throws a ConfigError naming the field.
  */
 export function parseRateLimitOptions(
   value: unknown,
   path: string,
   allowList = false,
+  allowNoLimits = false,
 ): RateLimitParts {
   if (Array.isArray(value)) {
     if (!allowList) {
@@ -308,7 +337,7 @@ export function parseRateLimitOptions(
     return { limits: limitsList(value, path), settings: {} };
   }
   if (typeof value === 'object' && value !== null && 'limits' in value) {
-    const parsed = settingsObject(value, path);
+    const parsed = (allowNoLimits ? settingsOnlyObject : settingsObject)(value, path);
     return {
       limits: parsed.limits,
       settings: pick<LimiterSettings>(parsed as unknown as Record<string, unknown>, SETTING_KEYS),

@@ -47,7 +47,10 @@ function script(text: string): Script {
 const NOW = `local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
-/** The sliding window (algorithms.ts slidingDecision, in Lua): one hash per key, { w, c, p }. */
+/**
+ * The sliding window (algorithms.ts slidingDecision, in Lua): one hash per key, { w, c, p, r }
+ * (r: refusals not given back, for express-rate-limit's decrement).
+ */
 export const SLIDING = script(`
   local limit = tonumber(ARGV[1])
   local w = tonumber(ARGV[2])
@@ -83,10 +86,22 @@ export const SLIDING = script(`
     wait = math.ceil(toEnd + at)
   end
   if wait < 1 then wait = 1 end
+  redis.call('HINCRBY', KEYS[1], 'r', 1)
   return { 0, math.max(limit + 1, math.ceil(estimate)), wait }
 `);
 
-/** The token bucket (algorithms.ts bucketDecision, in Lua): one hash per key, { t, at }. */
+/** Gives one request back (express-rate-limit's decrement): a refusal first, else one count. */
+export const SLIDING_BACK = script(`
+  local s = redis.call('HMGET', KEYS[1], 'r', 'c')
+  if (tonumber(s[1]) or 0) > 0 then
+    redis.call('HINCRBY', KEYS[1], 'r', -1)
+  elseif (tonumber(s[2]) or 0) > 0 then
+    redis.call('HINCRBY', KEYS[1], 'c', -1)
+  end
+  return 0
+`);
+
+/** The token bucket (algorithms.ts bucketDecision, in Lua): one hash per key, { t, at, r }. */
 export const BUCKET = script(`
   local capacity = tonumber(ARGV[1])
   local perMs = tonumber(ARGV[2])
@@ -111,7 +126,20 @@ export const BUCKET = script(`
   redis.call('PEXPIRE', KEYS[1], full + 1000)
   local wait = math.ceil((1 - available) / perMs)
   if wait < 1 then wait = 1 end
+  redis.call('HINCRBY', KEYS[1], 'r', 1)
   return { 0, capacity + 1, wait }
+`);
+
+/** Gives one request back: a refusal first, else its token (up to the capacity). */
+export const BUCKET_BACK = script(`
+  local s = redis.call('HMGET', KEYS[1], 'r', 't')
+  if (tonumber(s[1]) or 0) > 0 then
+    redis.call('HINCRBY', KEYS[1], 'r', -1)
+  elseif s[2] then
+    local t = math.min(tonumber(ARGV[1]), tonumber(s[2]) + 1)
+    redis.call('HSET', KEYS[1], 't', tostring(t))
+  end
+  return 0
 `);
 
 /** Options of the Redis stores. */
@@ -218,9 +246,8 @@ abstract class ScriptStore implements Store {
 
   abstract increment(key: string): Promise<ClientRateLimitInfo>;
 
-  async decrement(_key: string): Promise<void> {
-    // Refused requests take nothing already; counting back an allowed one is not supported.
-  }
+  /** express-rate-limit's skipFailedRequests / skipSuccessfulRequests: one request given back. */
+  abstract decrement(key: string): Promise<void>;
 
   async resetKey(key: string): Promise<void> {
     await this.client.call('DEL', this.keyOf(key));
@@ -244,6 +271,10 @@ export class SlidingWindowRedisStore extends ScriptStore {
       await runScript(this.client, SLIDING, this.keyOf(key), this.limit, this.windowMs),
     );
   }
+
+  async decrement(key: string): Promise<void> {
+    await runScript(this.client, SLIDING_BACK, this.keyOf(key));
+  }
 }
 
 /** The token bucket in Redis: {@link BUCKET}, one `EVALSHA` per request. */
@@ -264,7 +295,33 @@ export class TokenBucketRedisStore extends ScriptStore {
   async increment(key: string): Promise<ClientRateLimitInfo> {
     return infoOf(await runScript(this.client, BUCKET, this.keyOf(key), this.limit, this.perMs));
   }
+
+  async decrement(key: string): Promise<void> {
+    await runScript(this.client, BUCKET_BACK, this.keyOf(key), this.limit);
+  }
 }
+
+/** No answer within the limiter's `timeoutMs` (a client given by the user). */
+class CommandTimeout extends Error {
+  override readonly name = 'CommandTimeout';
+  constructor() {
+    super('Command timed out');
+  }
+}
+
+const isTimeout = (err: unknown): boolean =>
+  err instanceof CommandTimeout || (err instanceof Error && err.message === 'Command timed out');
+
+/**
+ * An error reply about the key or the script, not about Redis: the key holds another type
+ * (a limit renamed across algorithms), the script failed. Redis-wide conditions (LOADING,
+ * BUSY, OOM, READONLY, MASTERDOWN, CLUSTERDOWN …) are outages.
+ */
+const isKeyError = (err: unknown): boolean =>
+  err instanceof Error &&
+  err.name === 'ReplyError' &&
+  /^(?:WRONGTYPE|ERR)\b/.test(err.message) &&
+  !/\bERR max number of clients\b/.test(err.message);
 
 /** Options of a {@link RedisLink}. */
 export interface LinkOptions {
@@ -284,7 +341,10 @@ export interface LinkOptions {
  */
 export class RedisLink {
   readonly client: RedisLike;
-  private readonly own: boolean;
+  /** Whether the link opened the connection (with its own command timeout) or was given it. */
+  readonly own: boolean;
+  /** The limits whose key or script error (e.g. WRONGTYPE) was logged already. */
+  private readonly keyErrors = new Set<string>();
   private failures = 0;
   private pausedUntil = 0;
   private probing = false;
@@ -319,6 +379,8 @@ export class RedisLink {
         : redis;
     this.client.on('error', this.onError);
     this.client.on('ready', this.onReady);
+    // A client made with lazyConnect connects on its first command: never sent while it is not ready.
+    if (this.client.status === 'wait') this.client.connect?.().catch(() => undefined);
     if (this.client.status !== 'ready') {
       this.starting = new Promise<void>((resolve) => {
         const done = (): void => {
@@ -361,10 +423,47 @@ export class RedisLink {
     }
   }
 
-  /** A command failed (an error reply, a timeout, the connection). */
-  failed(err: unknown): void {
+  /**
+   * Runs one command of a store: as it is on the link's own connection (which times out by
+   * itself), raced against `timeoutMs` on a client that was given (whose settings are not ours).
+   */
+  run<T>(command: () => Promise<T>): Promise<T> {
+    if (this.own) return command();
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new CommandTimeout()), this.options.timeoutMs);
+      command().then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err: Error) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /**
+   * A command failed. A timeout pauses Redis at once (a hung Redis would cost every request
+   * the timeout); a lost connection after `failuresBeforePause` in a row. An error about one
+   * key or script (WRONGTYPE, a script error) is not an outage: it returns false, is logged
+   * once per limit, and the request follows its limit's onStoreError.
+   */
+  failed(err: unknown, limit: string): void {
     this.probing = false;
-    if (++this.failures >= this.options.failuresBeforePause) {
+    if (isKeyError(err)) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (!this.keyErrors.has(limit)) {
+        this.keyErrors.add(limit);
+        this.options.logger.error("rate limiter: Redis refused a limit's command", {
+          limit,
+          error: message,
+        });
+      }
+      return;
+    }
+    if (isTimeout(err) || ++this.failures >= this.options.failuresBeforePause) {
       this.pausedUntil = Date.now() + this.options.retryMs;
     }
     this.outage(err);

@@ -132,4 +132,6 @@ export interface RedisLike {
   off(event: string, listener: (...args: unknown[]) => void): unknown;
   quit(): Promise<unknown>;
   disconnect(): void;
+  /** ioredis's, for a client made with `lazyConnect`. */
+  connect?(): Promise<unknown>;
 }

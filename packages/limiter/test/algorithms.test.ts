@@ -314,3 +314,100 @@ describe('rateLimit() options', () => {
     await request(app).get('/').set('x-user', 'b').expect(200);
   });
 });
+
+describe('hardening', () => {
+  it.each([
+    ['SlidingWindowMemoryStore', () => new SlidingWindowMemoryStore()],
+    ['TokenBucketMemoryStore', () => new TokenBucketMemoryStore({ refillPerSecond: 0.001 })],
+  ])(
+    '%s under skipFailedRequests: a refusal given back gives back nothing',
+    async (_name, make) => {
+      const store = make();
+      const app = express();
+      app.use(expressRateLimit({ limit: 3, windowMs: 60_000, store, skipFailedRequests: true }));
+      app.get('/', (_req, res) => {
+        res.send('ok');
+      });
+      expect(passed(await statuses(app, 20))).toBe(3);
+      store.shutdown();
+    },
+  );
+
+  it.each<[string, unknown, string]>([
+    ['a window longer than Node timers run', { limit: 1, windowMs: 30 * 86_400_000 }, 'windowMs'],
+    ['a window under 100 ms', { limit: 1, windowMs: 1 }, 'windowMs'],
+    ['a limit no header can carry', { limit: 1e21 }, 'limit'],
+    [
+      'a refill rate of nearly nothing',
+      { limit: 1, algorithm: 'token-bucket', refillPerSecond: 1e-9 },
+      'refillPerSecond',
+    ],
+    ['a command timeout of a month', { limit: 1, timeoutMs: 3e9 }, 'timeoutMs'],
+    ['a pause of a day', { limit: 1, retryMs: 86_400_000 }, 'retryMs'],
+  ])('refuses %s', (_what, options, path) => {
+    let caught: unknown;
+    try {
+      rateLimit(options as RateLimitOptions);
+    } catch (err) {
+      caught = err;
+    }
+    expect((caught as ConfigError).path).toBe(path);
+  });
+
+  it('hashes a long key from a key function; a numeric subject is a subject', async () => {
+    const keys: string[] = [];
+    const app = express();
+    app.use((req, _res, next) => {
+      const id = req.headers['x-id'];
+      if (id !== undefined) (req as unknown as { auth: unknown }).auth = { subject: Number(id) };
+      next();
+    });
+    const long = rateLimit({ name: 'long', limit: 5, key: (req) => String(req.headers['x-key']) });
+    const subject = rateLimit({ name: 'sub', limit: 5, key: 'subject' });
+    closers.push(long, subject);
+    app.use(long, (req, _res, next) => {
+      keys.push((req as unknown as { rateLimit: { key: string } }).rateLimit.key);
+      next();
+    });
+    app.use(subject, (req, res) => {
+      res.send((req as unknown as { rateLimit: { key: string } }).rateLimit.key);
+    });
+    const r = await request(app).get('/').set('x-key', 'k'.repeat(4000)).set('x-id', '12345');
+    expect(r.text).toBe('sub:12345');
+    expect(keys[0]!.length).toBeLessThanOrEqual(128);
+    const short = await request(app).get('/').set('x-key', 'abc');
+    expect(short.status).toBe(200);
+    expect(keys[1]).toBe('abc');
+  });
+
+  it('a limit function with more distinct values than counters drops the least recently used, never a 500', async () => {
+    const app = appWith({
+      name: 'quota',
+      limit: (req) => Number(req.headers['x-quota']),
+      key: { header: 'x-user' },
+    });
+    for (let q = 1; q <= 70; q++) {
+      const r = await request(app).get('/').set('x-quota', String(q)).set('x-user', 'u');
+      expect(r.status).toBe(200);
+      expect(r.headers['ratelimit-policy']).toBe(`"quota"; q=${q}; w=60`);
+    }
+    // Value 70's count is kept: its second request is counted on.
+    const again = await request(app).get('/').set('x-quota', '70').set('x-user', 'u');
+    expect(again.headers['ratelimit']).toBe('"quota"; r=68; t=60');
+  });
+
+  it("warns once when Express's trust proxy is true (any client could pick its address)", async () => {
+    const emit = jest.spyOn(process, 'emitWarning').mockImplementation(() => undefined);
+    try {
+      const app = appWith({ limit: 100 }, false);
+      app.set('trust proxy', true);
+      await statuses(app, 3, '192.0.2.1');
+      const ours = emit.mock.calls.filter(
+        ([, options]) => options?.code === 'TURNPIKE_PERMISSIVE_TRUST_PROXY',
+      );
+      expect(ours).toHaveLength(1);
+    } finally {
+      emit.mockRestore();
+    }
+  });
+});

@@ -32,19 +32,24 @@ function run(code: string, globals: Record<string, unknown> = {}): Record<string
 
 const running: Running[] = [];
 const closers: RateLimitMiddleware[] = [];
-/** Everything but the clock stays real: the requests run on real sockets. */
-const REAL = [
-  'hrtime',
-  'nextTick',
-  'performance',
-  'queueMicrotask',
-  'setImmediate',
-  'clearImmediate',
-  'setInterval',
-  'clearInterval',
-  'setTimeout',
-  'clearTimeout',
-] as const;
+/** Only the clock is fake: the requests run on real sockets and timers. */
+function fakeClock(now: number): void {
+  jest.useFakeTimers({
+    now,
+    doNotFake: [
+      'hrtime',
+      'nextTick',
+      'performance',
+      'queueMicrotask',
+      'setImmediate',
+      'clearImmediate',
+      'setInterval',
+      'clearInterval',
+      'setTimeout',
+      'clearTimeout',
+    ],
+  });
+}
 
 afterEach(async () => {
   jest.useRealTimers();
@@ -72,7 +77,7 @@ describe('README: the plain Express example', () => {
 
     const base = await serve(app);
     // The sliding windows are aligned to the clock: stop it at the start of an hour.
-    jest.useFakeTimers({ now: 500_000 * 3_600_000, doNotFake: REAL });
+    fakeClock(500_000 * 3_600_000);
     const first = await get(`${base}/search`);
     expect(first.status).toBe(200);
     expect(JSON.parse(first.body)).toEqual({ results: [], remaining: 4 });
