@@ -13,6 +13,7 @@ import {
   closersAfterEach,
   countConnections,
   fetchResponse,
+  gate,
   recordOutcomes,
   recordingLogger,
   startRouter,
@@ -229,6 +230,40 @@ describe('each outcome is reported once and only once', () => {
     expect(o.attempt).toBeUndefined();
     expect(o.status).toBe(0);
     expect(conns.total).toBe(0);
+  });
+
+  it('client-gone while a stage waits: when it calls next(), nothing goes upstream', async () => {
+    const paths: string[] = [];
+    const up = await upstream(
+      listen((req, res) => {
+        paths.push(req.url!);
+        res.end('ok');
+      }),
+    );
+    const held = gate();
+    let reached = false;
+    const stage: Middleware = (req, _res, next) => {
+      // An async stage (a rate limit asking Redis) that answers after the client left.
+      if (req.url !== '/first') return next();
+      reached = true;
+      void held.promise.then(() => next());
+    };
+    const { h, log } = await routerFor(up.url, { router: { stages: () => [stage] } });
+    const client = rawSocket(
+      h.running.port,
+      'GET /api/first HTTP/1.1\r\nHost: gateway.test\r\n\r\n',
+    );
+    await waitFor(() => reached);
+    client.destroy();
+    await waitFor(() => log.list.length === 1);
+    expect(log.list[0]!.kind).toBe('client-gone');
+    held.open();
+    await held.promise;
+    // A request after it, through the same pool: the upstream sees that one alone.
+    const res = await fetch(`${h.url}/second`);
+    expect(await res.text()).toBe('ok');
+    expect(paths).toEqual(['/second']);
+    expect(log.list.map((o) => o.kind)).toEqual(['client-gone', 'complete']);
   });
 
   it('client-gone mid-download: the client leaves after the first bytes; the upstream socket is closed', async () => {

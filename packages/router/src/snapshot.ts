@@ -82,7 +82,11 @@ class SettledOutcome implements Outcome {
 /** Runs a stage of the router's own on the request's exchange. */
 function onExchange(stage: (ex: Exchange) => void): Handler {
   return function terminal(req) {
-    stage(exchangeOf(req)!);
+    const ex = exchangeOf(req)!;
+    // Settled while the stages ran (the client left while one waited, e.g. a rate limit on
+    // Redis): nothing goes upstream for a request no one waits for.
+    if (ex.state === 'settled') return;
+    stage(ex);
   };
 }
 
