@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Proves the packed packages install and work in a fresh Express 5 app outside the repo:
-#   build -> npm pack the four packages -> npm install the tarballs into a new project ->
+#   build -> npm pack every package -> npm install the tarballs into a new project ->
 #   run an ESM and a CJS smoke test through the gateway -> type-check .mts and .cts consumers.
 # Usage: npm run pack:check    (KEEP_TMP=1 keeps the temp dirs for inspection;
 #        EXPRESS=4 checks against Express 4 instead of 5)
@@ -18,7 +18,7 @@ finish() {
   local rc=$?
   if [[ $rc -eq 0 ]]; then
     echo
-    echo "pack-check: PASS (4 tarballs installed into a fresh Express ${EXPRESS} app; ESM, CJS and types OK)"
+    echo "pack-check: PASS (${#PACKAGES[@]} tarballs installed into a fresh Express ${EXPRESS} app; ESM, CJS and types OK)"
   else
     echo
     echo "pack-check: FAIL at step: ${STEP} (exit ${rc})" >&2
@@ -111,6 +111,7 @@ const upstreamUrl = `http://127.0.0.1:${upstream.address().port}`;
 const gateway = createGateway({
   services: { svc: { targets: [upstreamUrl] } },
   routes: [{ path: '/hello/:name', service: 'svc' }],
+  rateLimit: { limit: 5, windowMs: 60000 },
 });
 const app = express();
 app.use('/api', gateway);
@@ -127,10 +128,13 @@ try {
   } catch {
     body = undefined;
   }
+  const limit = res.headers.get('ratelimit');
   if (res.status !== 200 || !body || body.from !== 'upstream' || seen.length !== 1) {
     failure = `expected 200 from the upstream, got ${res.status} ${text} (upstream saw ${JSON.stringify(seen)})`;
+  } else if (limit !== '"5-in-1min"; r=4; t=60') {
+    failure = `expected the rate limit's RateLimit header, got ${limit}`;
   } else {
-    console.log(`${FLAVOUR}: GET /api/hello/world -> ${res.status}, upstream saw ${seen[0]}`);
+    console.log(`${FLAVOUR}: GET /api/hello/world -> ${res.status}, upstream saw ${seen[0]}; RateLimit: ${limit}`);
   }
 } catch (err) {
   failure = `request failed: ${err && err.stack ? err.stack : err}`;
