@@ -56,6 +56,12 @@ export class CircuitBreaker {
   private consecutive = 0;
   private generation = 1;
   private lastChange = 0;
+  /**
+   * When the last transition happened, on `performance.now()`: `lastChange` is whole ms and
+   * may run ahead of the clock (ordered changes within one ms), so it cannot tell a request
+   * that started just after a change from one that started before it.
+   */
+  private changedAtMono = 0;
   /** Waiting for the shared probe lock. */
   private asking = false;
   private readonly window: RollingWindow | undefined;
@@ -157,12 +163,12 @@ export class CircuitBreaker {
 
   /**
    * The verdict on a request admitted while closed, for a transport that keeps no admission
-   * per request (the gateway): `since` (epoch ms) is when the request started. Counted only
+   * per request (the gateway): `since` (`performance.now()`) is when the request started. Counted only
    * while the circuit is closed and the request started after its last change, which is what
    * the generation of an admission proves otherwise.
    */
   recordClosed(failed: boolean, since: number): void {
-    if (this.kind === 'closed' && since >= this.lastChange) this.count(failed);
+    if (this.kind === 'closed' && since > this.changedAtMono) this.count(failed);
   }
 
   /** Whether the circuit is half-open: the only state whose admissions must be told apart. */
@@ -279,6 +285,7 @@ export class CircuitBreaker {
     this.opens = opens;
     this.generation++;
     this.lastChange = at;
+    this.changedAtMono = performance.now();
     this.probes = 0;
     this.successes = 0;
     this.consecutive = 0;

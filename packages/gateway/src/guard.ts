@@ -327,7 +327,8 @@ export class Guards {
           breaker.record(probe, failed);
         }
       } else if (failed !== undefined) {
-        breaker.recordClosed(failed, Date.now() - o.durationMs);
+        // The start on the clock durationMs is measured with: exact, where Date.now() is not.
+        breaker.recordClosed(failed, performance.now() - o.durationMs);
       }
     }
     const bulkhead = guard.bulkhead;
