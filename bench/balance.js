@@ -63,16 +63,6 @@ async function spread(proxy, upChild) {
   return countsDelta(await upstreamCounts(upChild), before).map((c) => c.requests);
 }
 
-function repLine(rep, reps, name, m) {
-  return (
-    `  rep ${rep}/${reps} ${name.padEnd(11)} ${m.rps.toFixed(0).padStart(6)} req/s  ` +
-    `p50 ${String(m.p50).padStart(3)} ms  p99 ${String(m.p99).padStart(4)} ms  ` +
-    `${m.cpuMicrosPerRequest.toFixed(0).padStart(4)} CPU µs/req  ` +
-    `proxy CPU ${m.proxyCpuPercent.toFixed(0)} %  load CPU ${m.loadCpuPercent.toFixed(0)} %` +
-    (problems(m) > 0 ? `  non-2xx ${m.non2xx} errors ${m.errors} mismatches ${m.mismatches}` : '')
-  );
-}
-
 function balanceTable(results) {
   const head = [
     'proxy',
@@ -146,7 +136,12 @@ async function main() {
   }
 
   const upBefore = await upstreamCounts(up.child);
-  const { runs, warmupProblems } = await lib.closedLoopReps(measured, up.child, s, repLine);
+  const { runs, warmupProblems } = await lib.closedLoopReps(
+    measured,
+    up.child,
+    s,
+    (rep, reps, name, m) => lib.repLine(rep, reps, name, m, 11),
+  );
   const upTotals = countsDelta(await upstreamCounts(up.child), upBefore);
 
   for (const p of measured)

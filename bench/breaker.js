@@ -84,16 +84,6 @@ function redisAnswers() {
   });
 }
 
-function repLine(rep, reps, name, m) {
-  return (
-    `  rep ${rep}/${reps} ${name.padEnd(14)} ${m.rps.toFixed(0).padStart(6)} req/s  ` +
-    `p50 ${String(m.p50).padStart(3)} ms  p99 ${String(m.p99).padStart(4)} ms  ` +
-    `${m.cpuMicrosPerRequest.toFixed(0).padStart(4)} CPU µs/req  ` +
-    `proxy CPU ${m.proxyCpuPercent.toFixed(0)} %  load CPU ${m.loadCpuPercent.toFixed(0)} %` +
-    (problems(m) > 0 ? `  non-2xx ${m.non2xx} errors ${m.errors} mismatches ${m.mismatches}` : '')
-  );
-}
-
 function table(results) {
   const head = [
     'proxy',
@@ -155,7 +145,7 @@ async function main() {
   const up = await lib.startUpstreams(SELF, plan);
   const ready = await lib.startAll(SELF, s.proxies, [JSON.stringify(up.urls[0])], plan, results);
   const measured = await lib.probeAll(ready, results, (proxy) => lib.probeBody(proxy.url, 5));
-  const { runs, warmupProblems } = await lib.closedLoopReps(measured, up.child, s, repLine);
+  const { runs, warmupProblems } = await lib.closedLoopReps(measured, up.child, s, lib.repLine);
   for (const p of measured) {
     results[p.name] = {
       ...results[p.name],

@@ -597,6 +597,17 @@ function writeJson(file, bench, fields) {
 }
 
 /** The end of a run: the notes, a line on the figures, the markdown table last; the exit code. */
+/** One measured rep as the closed-loop benches print it; `width` pads the proxy's name. */
+function repLine(rep, reps, name, m, width = 14) {
+  return (
+    `  rep ${rep}/${reps} ${name.padEnd(width)} ${m.rps.toFixed(0).padStart(6)} req/s  ` +
+    `p50 ${String(m.p50).padStart(3)} ms  p99 ${String(m.p99).padStart(4)} ms  ` +
+    `${m.cpuMicrosPerRequest.toFixed(0).padStart(4)} CPU µs/req  ` +
+    `proxy CPU ${m.proxyCpuPercent.toFixed(0)} %  load CPU ${m.loadCpuPercent.toFixed(0)} %` +
+    (problems(m) > 0 ? `  non-2xx ${m.non2xx} errors ${m.errors} mismatches ${m.mismatches}` : '')
+  );
+}
+
 function finish(notes, about, md, ok) {
   console.log(`\n${notes.map((l) => `- ${l}`).join('\n')}${notes.length ? '\n' : ''}`);
   console.log(`${about}\n`);
@@ -606,6 +617,7 @@ function finish(notes, about, md, ok) {
 }
 
 module.exports = {
+  repLine,
   ROOT,
   BODY,
   NAME_HEADER,

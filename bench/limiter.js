@@ -265,16 +265,6 @@ async function probe(proxy) {
   proxy.policy = policy;
 }
 
-function repLine(rep, reps, name, m) {
-  return (
-    `  rep ${rep}/${reps} ${name.padEnd(14)} ${m.rps.toFixed(0).padStart(6)} req/s  ` +
-    `p50 ${String(m.p50).padStart(3)} ms  p99 ${String(m.p99).padStart(4)} ms  ` +
-    `${m.cpuMicrosPerRequest.toFixed(0).padStart(4)} CPU µs/req  ` +
-    `proxy CPU ${m.proxyCpuPercent.toFixed(0)} %  load CPU ${m.loadCpuPercent.toFixed(0)} %` +
-    (problems(m) > 0 ? `  non-2xx ${m.non2xx} errors ${m.errors} mismatches ${m.mismatches}` : '')
-  );
-}
-
 function table(results) {
   const head = [
     'proxy',
@@ -355,7 +345,7 @@ async function main() {
   const measured = await lib.probeAll(ready, results, probe);
   for (const p of measured)
     console.log(`bench: ${p.name}: RateLimit-Policy ${p.policy || '(none)'}`);
-  const { runs, warmupProblems } = await lib.closedLoopReps(measured, up.child, s, repLine);
+  const { runs, warmupProblems } = await lib.closedLoopReps(measured, up.child, s, lib.repLine);
   for (const p of measured) {
     results[p.name] = {
       ...results[p.name],

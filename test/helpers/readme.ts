@@ -28,3 +28,26 @@ export function edited(code: string, replacements: [string, string][]): string {
   }
   return code;
 }
+
+/**
+ * Runs a README's CommonJS example as written: `require` answers from `modules` only (an
+ * example needing anything else fails the test), `globals` are in scope (what the example
+ * takes as given, e.g. `app` or a `buildReports()` of the reader's), and its `module.exports`
+ * is returned.
+ */
+export function runExample(
+  code: string,
+  modules: Record<string, unknown>,
+  globals: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const module = { exports: {} as Record<string, unknown> };
+  const requireStub = (name: string): unknown => {
+    if (!(name in modules)) throw new Error(`the README example requires ${name}`);
+    return modules[name];
+  };
+  const names = Object.keys(globals);
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval
+  const body = new Function('require', 'module', ...names, code) as (...args: unknown[]) => void;
+  body(requireStub, module, ...names.map((n) => globals[n]));
+  return module.exports;
+}

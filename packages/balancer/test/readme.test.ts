@@ -6,30 +6,16 @@ import * as hpm from 'http-proxy-middleware';
 import * as balancerModule from '@turnpike/balancer';
 import type { Balancer } from '@turnpike/balancer';
 import { listen, waitFor, type Running } from '../../../test/helpers/servers';
-import { edited, readReadme } from '../../../test/helpers/readme';
+import { edited, readReadme, runExample } from '../../../test/helpers/readme';
+
+const MODULES = {
+  express: (express as { default?: unknown }).default ?? express,
+  'http-proxy-middleware': hpm,
+  '@turnpike/balancer': balancerModule,
+};
+const run = (code: string): Record<string, unknown> => runExample(code, MODULES);
 
 const { codeAfter } = readReadme(path.join(__dirname, '..', 'README.md'));
-
-/** Runs a CommonJS snippet with the packages this repository has; returns its module.exports. */
-function run(code: string): Record<string, unknown> {
-  const modules: Record<string, unknown> = {
-    express: (express as { default?: unknown }).default ?? express,
-    'http-proxy-middleware': hpm,
-    '@turnpike/balancer': balancerModule,
-  };
-  const module = { exports: {} as Record<string, unknown> };
-  const requireStub = (name: string): unknown => {
-    if (!(name in modules)) throw new Error(`the README example requires ${name}`);
-    return modules[name];
-  };
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const body = new Function('require', 'module', code) as (
-    r: typeof requireStub,
-    m: typeof module,
-  ) => void;
-  body(requireStub, module);
-  return module.exports;
-}
 
 interface Upstream extends Running {
   health: number;

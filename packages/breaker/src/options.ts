@@ -3,9 +3,11 @@ import {
   array,
   boolean,
   join,
+  logger,
   number,
   object,
   record,
+  redisConnection,
   silentLogger,
   string,
   type Check,
@@ -30,18 +32,6 @@ export const DEFAULT_FAILURE_STATUSES: readonly number[] = Object.freeze(
 
 const count = number({ integer: true, min: 1, max: 1_000_000 });
 const ms = (min: number): Check<number> => number({ integer: true, min, max: DAY_MS });
-
-const loggerCheck: Check<Logger> = (value, path) => {
-  const l = value as Partial<Logger> | null;
-  if (
-    typeof l !== 'object' ||
-    l === null ||
-    !['debug', 'info', 'warn', 'error'].every((m) => typeof l[m as keyof Logger] === 'function')
-  ) {
-    throw new ConfigError(path, 'a logger with debug, info, warn and error methods', value);
-  }
-  return l as Logger;
-};
 
 const rate: Check<number> = (value, path) => {
   if (typeof value !== 'number' || !(value > 0 && value <= 1)) {
@@ -115,19 +105,7 @@ export const fallbackCheck: Check<Fallback> = (value, path) => {
   return fallbackResponse(value, path);
 };
 
-const redisCheck: Check<RedisLike | string> = (value, path) => {
-  if (typeof value === 'string') {
-    if (!/^rediss?:\/\//.test(value)) {
-      throw new ConfigError(path, 'a redis:// or rediss:// URL, or an ioredis client', value);
-    }
-    return value;
-  }
-  const r = value as Partial<RedisLike> | null;
-  if (typeof r !== 'object' || r === null || typeof r.duplicate !== 'function') {
-    throw new ConfigError(path, 'a redis:// or rediss:// URL, or an ioredis client', value);
-  }
-  return r as RedisLike;
-};
+const redisCheck = redisConnection<RedisLike>(['duplicate']);
 
 const sharedOptions = object<SharedOptions>(
   {
@@ -157,7 +135,7 @@ export const breakerShape: Shape<BreakerOptions> = {
   fallback: fallbackCheck,
   fallbackOnFailure: boolean,
   shared: (value, path) => (typeof value === 'boolean' ? value : sharedOptions(value, path)),
-  logger: loggerCheck,
+  logger,
 };
 
 const breakerOptions = object<BreakerOptions>(breakerShape);
@@ -263,7 +241,7 @@ export const bulkheadShape: Shape<BulkheadOptions> = {
   queueTimeoutMs: ms(1),
   retryAfterSeconds: number({ integer: true, min: 1, max: 86_400 }),
   fallback: fallbackCheck,
-  logger: loggerCheck,
+  logger,
 };
 
 const bulkheadOptions = object<BulkheadOptions>(bulkheadShape, ['maxConcurrent']);

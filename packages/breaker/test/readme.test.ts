@@ -4,27 +4,16 @@ import * as express from 'express';
 import * as breakerModule from '@turnpike/breaker';
 import type { CircuitBreakerMiddleware } from '@turnpike/breaker';
 import { listen, waitFor, type Running } from '../../../test/helpers/servers';
-import { edited, readReadme } from '../../../test/helpers/readme';
+import { edited, readReadme, runExample } from '../../../test/helpers/readme';
+
+const MODULES = {
+  express: (express as { default?: unknown }).default ?? express,
+  '@turnpike/breaker': breakerModule,
+};
+const run = (code: string, globals: Record<string, unknown> = {}): Record<string, unknown> =>
+  runExample(code, MODULES, globals);
 
 const { codeAfter } = readReadme(path.join(__dirname, '..', 'README.md'));
-
-/** Runs a CommonJS snippet with `globals` in scope; returns its module.exports. */
-function run(code: string, globals: Record<string, unknown>): Record<string, unknown> {
-  const modules: Record<string, unknown> = {
-    express: (express as { default?: unknown }).default ?? express,
-    '@turnpike/breaker': breakerModule,
-  };
-  const module = { exports: {} as Record<string, unknown> };
-  const requireStub = (name: string): unknown => {
-    if (!(name in modules)) throw new Error(`the README example requires ${name}`);
-    return modules[name];
-  };
-  const names = Object.keys(globals);
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const body = new Function('require', 'module', ...names, code) as (...args: unknown[]) => void;
-  body(requireStub, module, ...names.map((n) => globals[n]));
-  return module.exports;
-}
 
 const running: Running[] = [];
 afterEach(async () => {

@@ -32,6 +32,8 @@ export {
   either,
   deepFreeze,
   join,
+  logger,
+  redisConnection,
 } from './validate';
 export type { Check, Shape } from './validate';
 /** Upstream targets: a URL (and weight) parsed once into the object the proxy takes. */

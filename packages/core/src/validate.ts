@@ -1,3 +1,5 @@
+import type { Logger } from './types';
+
 /**
  * A small schema toolkit for options objects. Each check takes the value and its field path,
  * returns a new normalised value (the caller's object is never modified) or throws a
@@ -224,4 +226,53 @@ export function deepFreeze<T>(value: T): T {
     for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
   }
   return value;
+}
+
+/** A logger: an object with `error`, `warn`, `info` and `debug` functions (console, winston, pino). */
+export const logger: Check<Logger> = (value, path) => {
+  const l = value as Partial<Record<string, unknown>> | null;
+  if (
+    typeof l !== 'object' ||
+    l === null ||
+    !['error', 'warn', 'info', 'debug'].every((m) => typeof l[m] === 'function')
+  ) {
+    throw new ConfigError(path, 'a logger with error, warn, info and debug methods', value);
+  }
+  return l as unknown as Logger;
+};
+
+/**
+ * A Redis to connect to: a `redis://` or `rediss://` URL with a host (`'redis://'` alone
+ * parses but names no server), or a client object with each of `methods` (an ioredis client).
+ */
+export function redisConnection<C extends object>(methods: readonly string[]): Check<string | C> {
+  return (value, path) => {
+    if (typeof value === 'string') {
+      let url: URL | undefined;
+      try {
+        url = new URL(value);
+      } catch {
+        url = undefined;
+      }
+      if (
+        url !== undefined &&
+        (url.protocol === 'redis:' || url.protocol === 'rediss:') &&
+        url.hostname !== ''
+      ) {
+        return value;
+      }
+    } else if (
+      typeof value === 'object' &&
+      value !== null &&
+      methods.every((m) => typeof (value as Record<string, unknown>)[m] === 'function')
+    ) {
+      return value as C;
+    }
+    throw new ConfigError(
+      path,
+      'a redis:// or rediss:// URL with a host, or an ioredis client',
+      value,
+      'redis: "redis://127.0.0.1:6379"',
+    );
+  };
 }

@@ -3,6 +3,7 @@ import {
   boolean,
   object,
   record,
+  redisConnection,
   string,
   type Check,
   type TargetInput,
@@ -139,30 +140,7 @@ const serviceConfig = object<ServiceConfig>(
   ['targets'],
 );
 
-const redisCheck: Check<string | RedisLike> = (value, path) => {
-  if (typeof value === 'string' && /^rediss?:\/\/[^\s]*$/.test(value)) {
-    let host = '';
-    try {
-      host = new URL(value).hostname;
-    } catch {
-      // not a URL: refused below
-    }
-    if (host !== '') return value;
-  }
-  if (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { duplicate?: unknown }).duplicate === 'function'
-  ) {
-    return value as RedisLike;
-  }
-  throw new ConfigError(
-    path,
-    'a redis:// or rediss:// URL with a host, or an ioredis client',
-    value,
-    'redis: "redis://127.0.0.1:6379"',
-  );
-};
+const redisCheck = redisConnection<RedisLike>(['duplicate']);
 
 /** The keys the gateway adds to routes, for the router to check. */
 export const extensions = { route: { ...routeExtensions, rateLimit: routeRateLimitCheck } };

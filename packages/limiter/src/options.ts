@@ -4,9 +4,11 @@ import {
   boolean,
   fn,
   join,
+  logger,
   number,
   object,
   oneOf,
+  redisConnection,
   string,
   type Check,
   type Logger,
@@ -160,48 +162,7 @@ export const limitCheck: Check<LimitOptions> = (value, path) => {
   return limit;
 };
 
-const redisCheck: Check<string | RedisLike> = (value, path) => {
-  if (typeof value === 'string') {
-    let url: URL | undefined;
-    try {
-      url = new URL(value);
-    } catch {
-      url = undefined;
-    }
-    if (
-      url !== undefined &&
-      (url.protocol === 'redis:' || url.protocol === 'rediss:') &&
-      url.hostname
-    ) {
-      return value;
-    }
-  } else if (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as { call?: unknown }).call === 'function' &&
-    typeof (value as { on?: unknown }).on === 'function'
-  ) {
-    return value as RedisLike;
-  }
-  throw new ConfigError(
-    path,
-    'a redis:// or rediss:// URL with a host, or an ioredis client',
-    value,
-    'redis: "redis://127.0.0.1:6379"',
-  );
-};
-
-const loggerCheck: Check<Logger> = (value, path) => {
-  const l = value as Partial<Logger> | null;
-  if (
-    typeof l !== 'object' ||
-    l === null ||
-    !['error', 'warn', 'info', 'debug'].every((m) => typeof l[m as keyof Logger] === 'function')
-  ) {
-    throw new ConfigError(path, 'a logger with error, warn, info and debug methods', value);
-  }
-  return l as Logger;
-};
+const redisCheck = redisConnection<RedisLike>(['call', 'on']);
 
 /** Every setting shared by the limits of one middleware. */
 export const settingsShape: Shape<LimiterSettings> = {
@@ -217,7 +178,7 @@ export const settingsShape: Shape<LimiterSettings> = {
   failuresBeforePause: number({ integer: true, min: 1, max: 1000 }),
   retryMs: number({ integer: true, min: 1, max: 3_600_000 }),
   maxKeys: number({ integer: true, min: 1, max: 10_000_000 }),
-  logger: loggerCheck,
+  logger,
 };
 
 /** A limit with every default filled in. */

@@ -11,31 +11,13 @@ import {
   type RateLimitMiddleware,
   type RateLimitOptions,
 } from '@turnpike/limiter';
+import { fakeClock } from '../../../test/helpers/clock';
 
 const closers: RateLimitMiddleware[] = [];
 afterEach(async () => {
   jest.useRealTimers();
   await Promise.all(closers.splice(0).map((m) => m.close()));
 });
-
-/** Only the clock is fake: sockets and supertest run on real timers. */
-function fakeClock(now: number): void {
-  jest.useFakeTimers({
-    now,
-    doNotFake: [
-      'hrtime',
-      'nextTick',
-      'performance',
-      'queueMicrotask',
-      'setImmediate',
-      'clearImmediate',
-      'setInterval',
-      'clearInterval',
-      'setTimeout',
-      'clearTimeout',
-    ],
-  });
-}
 
 function appWith(options: RateLimitOptions, trustProxy = false): express.Express {
   const mw = rateLimit(options);

@@ -7,49 +7,21 @@ import { Redis } from 'ioredis';
 import * as limiterModule from '@turnpike/limiter';
 import type { RateLimitMiddleware } from '@turnpike/limiter';
 import { listen, type Running } from '../../../test/helpers/servers';
-import { edited, readReadme } from '../../../test/helpers/readme';
+import { edited, readReadme, runExample } from '../../../test/helpers/readme';
+import { fakeClock } from '../../../test/helpers/clock';
+
+const MODULES = {
+  express,
+  'express-rate-limit': expressRateLimit,
+  '@turnpike/limiter': limiterModule,
+};
+const run = (code: string, globals: Record<string, unknown> = {}): Record<string, unknown> =>
+  runExample(code, MODULES, globals);
 
 const { codeAfter } = readReadme(path.join(__dirname, '..', 'README.md'));
 
-/** Runs a CommonJS snippet with `globals` in scope; returns its module.exports. */
-function run(code: string, globals: Record<string, unknown> = {}): Record<string, unknown> {
-  const modules: Record<string, unknown> = {
-    express: express,
-    'express-rate-limit': expressRateLimit,
-    '@turnpike/limiter': limiterModule,
-  };
-  const module = { exports: {} as Record<string, unknown> };
-  const requireStub = (name: string): unknown => {
-    if (!(name in modules)) throw new Error(`the README example requires ${name}`);
-    return modules[name];
-  };
-  const names = Object.keys(globals);
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  const body = new Function('require', 'module', ...names, code) as (...args: unknown[]) => void;
-  body(requireStub, module, ...names.map((n) => globals[n]));
-  return module.exports;
-}
-
 const running: Running[] = [];
 const closers: RateLimitMiddleware[] = [];
-/** Only the clock is fake: the requests run on real sockets and timers. */
-function fakeClock(now: number): void {
-  jest.useFakeTimers({
-    now,
-    doNotFake: [
-      'hrtime',
-      'nextTick',
-      'performance',
-      'queueMicrotask',
-      'setImmediate',
-      'clearImmediate',
-      'setInterval',
-      'clearInterval',
-      'setTimeout',
-      'clearTimeout',
-    ],
-  });
-}
 
 afterEach(async () => {
   jest.useRealTimers();

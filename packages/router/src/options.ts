@@ -11,6 +11,7 @@ import {
   record,
   string,
   join,
+  logger,
   type Check,
   type Shape,
 } from '@turnpike/core';
@@ -342,14 +343,7 @@ export const routerShape: Shape<RouterOptions> = {
   requestBuffer: number({ min: 0, max: 64 * 1024 * 1024, integer: true }),
   extensions: extensionsCheck,
   stages: fn<NonNullable<RouterOptions['stages']>>(),
-  logger: (v, p) => {
-    for (const level of ['error', 'warn', 'info', 'debug']) {
-      if (typeof (v as Record<string, unknown> | null)?.[level] !== 'function') {
-        throw new ConfigError(p, 'a logger with error, warn, info and debug methods', v);
-      }
-    }
-    return v as NonNullable<RouterOptions['logger']>;
-  },
+  logger,
 };
 
 /** Checks the routes against the services: each names one that exists, or has a handler instead. */
