@@ -14,6 +14,8 @@ import {
   record,
   string,
   type Check,
+  logger,
+  redisConnection,
 } from '@turnpike/core';
 import { configErrorOf } from '../../../test/helpers/expectations';
 
@@ -363,5 +365,40 @@ describe('deepFreeze', () => {
     expect(Object.isFrozen(value.a)).toBe(true);
     expect(Object.isFrozen(value.a.b)).toBe(true);
     expect(Object.isFrozen(value.a.b[0])).toBe(true);
+  });
+});
+
+describe('logger', () => {
+  it('takes an object with error, warn, info and debug functions, and nothing else', () => {
+    expect(logger(console, 'logger')).toBe(console);
+    const err = configErrorOf(() => logger({ error() {}, warn() {}, info() {} }, 'x.logger'));
+    expect(err.path).toBe('x.logger');
+    expect(err.expected).toBe('a logger with error, warn, info and debug methods');
+    expect(configErrorOf(() => logger(null, 'logger')).path).toBe('logger');
+  });
+});
+
+describe('redisConnection', () => {
+  const check = redisConnection<{ duplicate(): unknown }>(['duplicate']);
+  it.each(['redis://127.0.0.1:6379', 'rediss://user:pw@cache.example.com:6380/2'])(
+    'takes the URL %s',
+    (url) => {
+      expect(check(url, 'redis')).toBe(url);
+    },
+  );
+  it.each<[string, unknown]>([
+    ['a URL without a host', 'redis://'],
+    ['another scheme', 'http://127.0.0.1:6379'],
+    ['not a URL', 'localhost:6379'],
+    ['an object without the methods', { call() {} }],
+    ['a number', 6379],
+  ])('refuses %s, naming the field', (_what, value) => {
+    const err = configErrorOf(() => check(value, 'services.a.breaker.shared.redis'));
+    expect(err.path).toBe('services.a.breaker.shared.redis');
+    expect(err.expected).toBe('a redis:// or rediss:// URL with a host, or an ioredis client');
+  });
+  it('takes a client with the methods asked for', () => {
+    const client = { duplicate: () => client };
+    expect(check(client, 'redis')).toBe(client);
   });
 });
