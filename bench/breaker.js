@@ -18,7 +18,7 @@ const net = require('node:net');
 const { URL } = require('node:url');
 const lib = require('./lib');
 
-const { BODY, problems, round, cell } = lib;
+const { BODY, problems, cell } = lib;
 const SELF = path.join(__dirname, 'breaker.js');
 const REDIS_URL = process.env.BENCH_REDIS_URL || 'redis://127.0.0.1:6379';
 
@@ -153,26 +153,7 @@ async function main() {
       ...lib.closedLoopResult(runs[p.name], { p50: true }),
     };
   }
-  const ordered = Object.fromEntries(
-    Object.keys(PROXIES)
-      .filter((n) => results[n])
-      .map((n) => [n, results[n]]),
-  );
-  const ref =
-    ordered[REFERENCE] && ordered[REFERENCE].status === 'measured' ? ordered[REFERENCE] : null;
-  for (const r of Object.values(ordered)) {
-    if (r.status !== 'measured' || !ref) continue;
-    r.xBareRps = round(r.rps / ref.rps, 3);
-    r.xBareCpu = round(r.cpuMicrosPerRequest / ref.cpuMicrosPerRequest, 3);
-    // Paired: each rep against bare's in the same rep (they run back to back), then the
-    // median. The machine's drift between reps cancels out of these.
-    const pairs = r.reps.map((x, i) => ref.reps[i] && [x, ref.reps[i]]).filter(Boolean);
-    r.pairedRps = round(lib.median(pairs.map(([x, b]) => x.rps / b.rps)), 3);
-    r.pairedCpu = round(
-      lib.median(pairs.map(([x, b]) => x.cpuMicrosPerRequest / b.cpuMicrosPerRequest)),
-      3,
-    );
-  }
+  const ordered = lib.againstReference(results, Object.keys(PROXIES), REFERENCE);
   const notes = [];
   for (const [name, r] of Object.entries(ordered)) {
     if (r.status === 'skipped') {
@@ -181,7 +162,7 @@ async function main() {
     }
     notes.push(...lib.configNotes(name, r, warmupProblems));
   }
-  if (!ref) notes.push('bare was not measured: no ratios.');
+  if (ordered[REFERENCE]?.status !== 'measured') notes.push('bare was not measured: no ratios.');
   const ok = Object.values(ordered).every(
     (r) => r.status === 'skipped' || (r.status === 'measured' && problems(r) === 0),
   );

@@ -597,6 +597,30 @@ function writeJson(file, bench, fields) {
 }
 
 /** The end of a run: the notes, a line on the figures, the markdown table last; the exit code. */
+/**
+ * The results in `names` order, each measured one with its ratios to `reference` within the
+ * run: `xBareRps`, `xBareCpu` (of the medians), and `pairedRps`, `pairedCpu` (each rep against
+ * the reference's in the same rep, then the median: the machine's drift between reps cancels
+ * out of these).
+ */
+function againstReference(results, names, reference) {
+  const ordered = Object.fromEntries(names.filter((n) => results[n]).map((n) => [n, results[n]]));
+  const ref =
+    ordered[reference] && ordered[reference].status === 'measured' ? ordered[reference] : null;
+  for (const r of Object.values(ordered)) {
+    if (r.status !== 'measured' || !ref) continue;
+    r.xBareRps = round(r.rps / ref.rps, 3);
+    r.xBareCpu = round(r.cpuMicrosPerRequest / ref.cpuMicrosPerRequest, 3);
+    const pairs = r.reps.map((x, i) => ref.reps[i] && [x, ref.reps[i]]).filter(Boolean);
+    r.pairedRps = round(median(pairs.map(([x, b]) => x.rps / b.rps)), 3);
+    r.pairedCpu = round(
+      median(pairs.map(([x, b]) => x.cpuMicrosPerRequest / b.cpuMicrosPerRequest)),
+      3,
+    );
+  }
+  return ordered;
+}
+
 /** One measured rep as the closed-loop benches print it; `width` pads the proxy's name. */
 function repLine(rep, reps, name, m, width = 14) {
   return (
@@ -617,6 +641,7 @@ function finish(notes, about, md, ok) {
 }
 
 module.exports = {
+  againstReference,
   repLine,
   ROOT,
   BODY,

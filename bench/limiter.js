@@ -370,26 +370,7 @@ async function main() {
       console.log(`bench: ${p.name}: counting Redis commands FAILED (${err.message})`);
     }
   }
-  const ordered = Object.fromEntries(
-    Object.keys(PROXIES)
-      .filter((n) => results[n])
-      .map((n) => [n, results[n]]),
-  );
-  const ref =
-    ordered[REFERENCE] && ordered[REFERENCE].status === 'measured' ? ordered[REFERENCE] : null;
-  for (const r of Object.values(ordered)) {
-    if (r.status !== 'measured' || !ref) continue;
-    r.xBareRps = round(r.rps / ref.rps, 3);
-    r.xBareCpu = round(r.cpuMicrosPerRequest / ref.cpuMicrosPerRequest, 3);
-    // Paired: each rep against bare's in the same rep (they run back to back), then the
-    // median. The machine's drift between reps cancels out of these.
-    const pairs = r.reps.map((x, i) => ref.reps[i] && [x, ref.reps[i]]).filter(Boolean);
-    r.pairedRps = round(lib.median(pairs.map(([x, b]) => x.rps / b.rps)), 3);
-    r.pairedCpu = round(
-      lib.median(pairs.map(([x, b]) => x.cpuMicrosPerRequest / b.cpuMicrosPerRequest)),
-      3,
-    );
-  }
+  const ordered = lib.againstReference(results, Object.keys(PROXIES), REFERENCE);
   const notes = [];
   let ok = true;
   for (const [name, r] of Object.entries(ordered)) {
@@ -433,7 +414,7 @@ async function main() {
       }
     }
   }
-  if (!ref) notes.push('bare was not measured: no ratios.');
+  if (ordered[REFERENCE]?.status !== 'measured') notes.push('bare was not measured: no ratios.');
   const md = table(ordered);
   if (s.json) {
     lib.writeJson(s.json, 'limiter', {
