@@ -192,6 +192,7 @@ describe('rate limits through the gateway (memory)', () => {
     };
     const h = await gatewayWith({
       logger,
+      rateLimit: { name: 'gw', limit: 10 },
       routes: [
         {
           path: '/a',
@@ -216,7 +217,10 @@ describe('rate limits through the gateway (memory)', () => {
     });
     expect(errors).toHaveLength(1);
     expect(JSON.stringify(errors[0])).toContain('no tenant');
-    expect((await get(`${h.url}/a`, { headers: { 'x-tenant': 'a' } })).status).toBe(200);
+    const first = await get(`${h.url}/a`, { headers: { 'x-tenant': 'a' } });
+    expect(first.status).toBe(200);
+    // The 500 charged nothing, the gateway-wide limit before the failing key neither.
+    expect(first.headers['ratelimit']).toBe('"gw"; r=9; t=60, "1-in-1min"; r=0; t=60');
     expect((await get(`${h.url}/a`, { headers: { 'x-tenant': 'b' } })).status).toBe(200);
     expect((await get(`${h.url}/a`, { headers: { 'x-tenant': 'a' } })).status).toBe(429);
   });
@@ -224,6 +228,13 @@ describe('rate limits through the gateway (memory)', () => {
 
 describe('rate limit config', () => {
   const base = { services: { s: { targets: ['http://127.0.0.1:1'] } } };
+  it("takes a route's one limit with an onStoreError of its own (a limit key, not a setting)", async () => {
+    const g = createGateway({
+      ...base,
+      routes: [{ path: '/', service: 's', rateLimit: { limit: 1, onStoreError: 'closed' } }],
+    });
+    await g.close();
+  });
   it.each<[string, unknown, string]>([
     [
       'a limit below 1',

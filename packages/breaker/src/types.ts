@@ -82,8 +82,8 @@ export interface SharedOptions {
 /** The part of an ioredis client sharing uses (an ioredis `Redis`; a `Cluster` is not supported: the state and lock keys of a circuit are written in one MULTI). */
 export interface RedisLike {
   duplicate(): RedisLike;
-  on(event: string, listener: (...args: never[]) => void): unknown;
-  off(event: string, listener: (...args: never[]) => void): unknown;
+  on(event: string, listener: (...args: unknown[]) => void): unknown;
+  off(event: string, listener: (...args: unknown[]) => void): unknown;
   quit(): Promise<unknown>;
   disconnect(): void;
   readonly status: string;

@@ -89,10 +89,12 @@ const ROUTE_SETTINGS = [
 export const routeRateLimitCheck: Check<RouteRateLimit> = (value, path) => {
   if (value === false) return false;
   const parts = parseRateLimitOptions(value, path, true);
+  // One limit given alone: its onStoreError is the limit's own, not a setting.
+  const single = !Array.isArray(value) && !('limits' in (value as object));
   refuseKeys(
     parts,
     path,
-    ROUTE_SETTINGS,
+    single ? ROUTE_SETTINGS.filter((k) => k !== 'onStoreError') : ROUTE_SETTINGS,
     "no limiter setting on a route (set it on the gateway's rateLimit; a limit may have its own onStoreError)",
   );
   return value as RouteRateLimit;

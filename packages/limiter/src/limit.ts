@@ -41,7 +41,7 @@ type Middleware = (
 ) => void;
 
 /** The counting of one value of a limit: express-rate-limit with its store. */
-interface Counter {
+export interface Counter {
   readonly middleware: Middleware;
   readonly store: Store & { shutdown?(): void };
   readonly policy: string;
@@ -53,6 +53,10 @@ const ALGORITHM_TAG = {
   'sliding-window': 'sw:',
   'token-bucket': 'tb:',
 } as const;
+
+/** Where the chain puts the key of the limit it is counting, for express-rate-limit to read. */
+export const KEY = Symbol('turnpike.rateLimitKey');
+const precomputedKey = (req: IncomingMessage): string => (req as { [KEY]?: string })[KEY]!;
 
 /** Most distinct values a limit function may return: each is a count of its own. */
 export const MAX_LIMIT_VALUES = 64;
@@ -224,7 +228,9 @@ export class Limit {
             mode,
             this.name,
           );
-    const key = this.key;
+    // The chain computes every limit's key before any counts (a key that fails charges
+    // nothing); express-rate-limit reads the one computed for this limit.
+    const key = precomputedKey;
     const middleware = erl({
       limit: value,
       windowMs,

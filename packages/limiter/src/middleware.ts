@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConfigError, GatewayError, sendProblem, silentLogger, type Logger } from '@turnpike/core';
-import { Limit, PASS, REFUSED, UNAVAILABLE, defaultName } from './limit';
+import { KEY, Limit, PASS, REFUSED, UNAVAILABLE, defaultName, type Counter } from './limit';
 import { MAX_LIMIT, parseOptions, type ParsedLimit, type ParsedSettings } from './options';
 import { RedisLink } from './redis';
 import type { RateLimitInfo, RateLimitOptions, StandardHeaders } from './types';
@@ -26,7 +26,7 @@ type Info = {
   refused?: boolean;
 };
 
-type Limited = IncomingMessage & { rateLimit?: Info };
+type Limited = IncomingMessage & { rateLimit?: Info; [KEY]?: string };
 
 const RATE_LIMITED = new GatewayError('ERR_TURNPIKE_RATE_LIMITED');
 const KEY_FAILED = new GatewayError('ERR_TURNPIKE_INTERNAL', {
@@ -73,6 +73,11 @@ function writeHeaders(
 ): void {
   const standard = plan.standard;
   if (standard === 'draft-8') {
+    // The policy built at start-up names every limit: only when none was skipped.
+    let fixedPolicy = plan.policy;
+    for (let i = 0; fixedPolicy !== undefined && i < infos.length; i++) {
+      if (infos[i] === undefined) fixedPolicy = undefined;
+    }
     let policy = '';
     let state = '';
     for (let i = 0; i < infos.length; i++) {
@@ -81,7 +86,7 @@ function writeHeaders(
       const name = limits[i]!.name;
       const sep = state === '' ? '' : ', ';
       state += `${sep}"${name}"; r=${info.remaining}; t=${secondsUntil(info.resetTime, now, 0)}`;
-      if (plan.policy === undefined) {
+      if (fixedPolicy === undefined) {
         policy += `${sep}"${name}"; q=${info.limit}; w=${windows[i]}`;
       }
     }
@@ -91,11 +96,11 @@ function writeHeaders(
     if (typeof before === 'string' && before !== '' && state !== '') {
       res.setHeader(
         'RateLimit-Policy',
-        `${String(res.getHeader('RateLimit-Policy'))}, ${plan.policy ?? policy}`,
+        `${String(res.getHeader('RateLimit-Policy'))}, ${fixedPolicy ?? policy}`,
       );
       res.setHeader('RateLimit', `${before}, ${state}`);
     } else {
-      res.setHeader('RateLimit-Policy', plan.policy ?? policy);
+      res.setHeader('RateLimit-Policy', fixedPolicy ?? policy);
       res.setHeader('RateLimit', state);
     }
   } else if (standard !== false) {
@@ -124,14 +129,20 @@ function writeHeaders(
 }
 
 /**
- * One request through the limits: each counts it once (skipped ones not at all), then the
- * most restrictive decision answers: a 429 with `Retry-After`, or the next handler; the
- * headers name every limit that counted.
+ * One request through the limits, in two passes. First every limit is prepared: its skip
+ * asked, its key and (for a limit function) its value computed; a failure there is a 500 and
+ * nothing is charged. Then each limit not skipped counts the request once, and the most
+ * restrictive decision answers: a 429 with `Retry-After`, or the next handler; the headers
+ * name every limit that counted.
  */
 class Run {
   private readonly infos: (Info | undefined)[];
   private readonly windows: number[];
+  /** Per limit: the key (undefined: skipped) and the counter, from the first pass. */
+  private readonly keys: (string | undefined)[];
+  private readonly counters: (Counter | undefined)[];
   private at = 0;
+  private counting = false;
   private done = false;
 
   constructor(
@@ -143,9 +154,12 @@ class Run {
     const n = chain.limits.length;
     this.infos = new Array<Info | undefined>(n);
     this.windows = new Array<number>(n);
+    this.keys = new Array<string | undefined>(n);
+    this.counters = new Array<Counter | undefined>(n);
   }
 
   step(): void {
+    if (this.counting) return this.countNext();
     const limits = this.chain.limits;
     while (this.at < limits.length) {
       const limit = limits[this.at]!;
@@ -159,7 +173,7 @@ class Run {
         if (typeof (skipped as PromiseLike<boolean>)?.then === 'function') {
           const at = this.at;
           (skipped as PromiseLike<boolean>).then(
-            (s) => (s ? this.skipped(at) : this.count(at)),
+            (s) => (s ? this.skipped(at) : this.prepare(at)),
             (err: unknown) => this.fail(err, limit),
           );
           return;
@@ -169,9 +183,11 @@ class Run {
           continue;
         }
       }
-      return this.count(this.at);
+      return this.prepare(this.at);
     }
-    this.finish();
+    this.counting = true;
+    this.at = 0;
+    this.countNext();
   }
 
   private skipped(at: number): void {
@@ -180,16 +196,29 @@ class Run {
     this.step();
   }
 
-  private count(at: number): void {
+  /** The key of limit `at`, then its counter. */
+  private prepare(at: number): void {
     if (this.done || at !== this.at) return;
     const limit = this.chain.limits[at]!;
-    const fixed = limit.fixed;
-    if (fixed !== undefined) {
-      this.windows[at] = fixed.windowSeconds;
-      this.req.rateLimit = undefined;
-      fixed.middleware(this.req, this.res, (err) => this.counted(at, err));
-      return;
+    let key: string | Promise<string>;
+    try {
+      key = limit.key(this.req, this.res);
+    } catch (err) {
+      return this.fail(err, limit);
     }
+    if (typeof key === 'string') return this.keyed(at, key);
+    key.then(
+      (k) => this.keyed(at, k),
+      (err: unknown) => this.fail(err, limit),
+    );
+  }
+
+  private keyed(at: number, key: string): void {
+    if (this.done || at !== this.at) return;
+    this.keys[at] = key;
+    const limit = this.chain.limits[at]!;
+    const fixed = limit.fixed;
+    if (fixed !== undefined) return this.ready(at, fixed);
     let value: unknown;
     try {
       value = (limit.spec.limit as Exclude<ParsedLimit['limit'], number>)(this.req, this.res);
@@ -198,13 +227,13 @@ class Run {
     }
     if (typeof (value as PromiseLike<number>)?.then === 'function') {
       (value as PromiseLike<number>).then(
-        (v) => this.countValue(at, v),
+        (v) => this.valued(at, v),
         (err: unknown) => this.fail(err, limit),
       );
-    } else this.countValue(at, value);
+    } else this.valued(at, value);
   }
 
-  private countValue(at: number, value: unknown): void {
+  private valued(at: number, value: unknown): void {
     if (this.done || at !== this.at) return;
     const limit = this.chain.limits[at]!;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_LIMIT) {
@@ -215,9 +244,25 @@ class Run {
         limit,
       );
     }
-    const counter = limit.counterFor(value);
+    this.ready(at, limit.counterFor(value));
+  }
+
+  private ready(at: number, counter: Counter): void {
+    this.counters[at] = counter;
+    this.at++;
+    this.step();
+  }
+
+  /** The second pass: the next limit that was not skipped counts the request. */
+  private countNext(): void {
+    const n = this.chain.limits.length;
+    while (this.at < n && this.keys[this.at] === undefined) this.at++;
+    if (this.at === n) return this.finish();
+    const at = this.at;
+    const counter = this.counters[at]!;
     this.windows[at] = counter.windowSeconds;
     this.req.rateLimit = undefined;
+    this.req[KEY] = this.keys[at];
     counter.middleware(this.req, this.res, (err) => this.counted(at, err));
   }
 
