@@ -253,10 +253,11 @@ describe('active health checks', () => {
       checks++;
       inFlight++;
       most = Math.max(most, inFlight);
-      setTimeout(() => {
-        inFlight--;
-        res.end('ok');
-      }, 90);
+      // In flight until the balancer has it answered or gave up on it (a busy machine can
+      // fire the 90 ms timer past the 100 ms timeout: the check then ended at the timeout).
+      res.once('close', () => inFlight--);
+      const t = setTimeout(() => res.end('ok'), 90);
+      res.once('close', () => clearTimeout(t));
     });
     running.push(slow);
     const b = balancerOf({
