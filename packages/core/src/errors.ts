@@ -31,6 +31,18 @@ const CATALOGUE = {
     'body-too-large',
     'The request body exceeds the limit of this route.',
   ],
+  ERR_TURNPIKE_UNAUTHENTICATED: [
+    401,
+    'Unauthorized',
+    'unauthenticated',
+    'The request has no valid credentials for this route.',
+  ],
+  ERR_TURNPIKE_FORBIDDEN: [
+    403,
+    'Forbidden',
+    'forbidden',
+    'The credentials are valid but do not grant access to this route.',
+  ],
   ERR_TURNPIKE_RATE_LIMITED: [
     429,
     'Too Many Requests',
@@ -84,6 +96,12 @@ const CATALOGUE = {
     'Service Unavailable',
     'limiter-unavailable',
     'The rate limiter cannot count requests right now.',
+  ],
+  ERR_TURNPIKE_AUTH_UNAVAILABLE: [
+    503,
+    'Service Unavailable',
+    'auth-unavailable',
+    'The credentials cannot be checked right now (the token issuer does not answer).',
   ],
   ERR_TURNPIKE_UPSTREAM_TIMEOUT: [
     504,

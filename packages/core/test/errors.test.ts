@@ -14,6 +14,9 @@ describe('GatewayError', () => {
     ['ERR_TURNPIKE_CIRCUIT_OPEN', 503, 'Service Unavailable', 'circuit-open'],
     ['ERR_TURNPIKE_OVERLOADED', 503, 'Service Unavailable', 'overloaded'],
     ['ERR_TURNPIKE_LIMITER_UNAVAILABLE', 503, 'Service Unavailable', 'limiter-unavailable'],
+    ['ERR_TURNPIKE_UNAUTHENTICATED', 401, 'Unauthorized', 'unauthenticated'],
+    ['ERR_TURNPIKE_FORBIDDEN', 403, 'Forbidden', 'forbidden'],
+    ['ERR_TURNPIKE_AUTH_UNAVAILABLE', 503, 'Service Unavailable', 'auth-unavailable'],
     ['ERR_TURNPIKE_UPSTREAM_TIMEOUT', 504, 'Gateway Timeout', 'upstream-timeout'],
   ])('%s maps to status %i, title %j and type slug %j', (code, status, title, slug) => {
     const error = new GatewayError(code);
