@@ -24,6 +24,16 @@ import {
   type ProxySettings,
   type RouterOptions,
 } from '@turnpike/router';
+import { gatewayAuthCheck, routeAuthCheck, type GatewayAuthConfig, type RouteAuth } from './auth';
+import {
+  corsCheck,
+  helmetCheck,
+  routeCompressCheck,
+  routeCorsCheck,
+  type CorsConfig,
+  type HelmetConfig,
+  type RouteCompress,
+} from './edge';
 import {
   gatewayRateLimitCheck,
   routeRateLimitCheck,
@@ -54,6 +64,22 @@ declare module '@turnpike/router' {
      * gateway-wide ones neither). Default: the gateway-wide ones only.
      */
     rateLimit?: RouteRateLimit;
+    /**
+     * Who may call the route, when the gateway has `auth`: true (the default: a credential),
+     * 'optional', false (none), or `{ roles, scopes, optional }` (one of the roles, every scope).
+     */
+    auth?: RouteAuth;
+    /**
+     * The gateway's `cors` on this route: true (the default) or false (the gateway writes no
+     * CORS header on the route's responses and leaves its preflights to it). See docs/edge.md.
+     */
+    cors?: boolean;
+    /**
+     * Compress the route's responses (gzip, deflate or br, as the client accepts): true (at
+     * least 1024 bytes), `{ thresholdBytes }`, or false. Never an encoded body, `Cache-Control:
+     * no-transform` or `text/event-stream`. Default false. See docs/edge.md (BREACH).
+     */
+    compress?: RouteCompress;
   }
 }
 
@@ -119,6 +145,22 @@ export interface GatewayConfig extends Pick<
    */
   rateLimit?: GatewayRateLimit | false;
   /**
+   * Authentication of every route (a route's `auth` narrows or lifts it): bearer JWTs and/or
+   * API keys, the identity sent upstream in headers the gateway sets. Default: none.
+   */
+  auth?: GatewayAuthConfig | false;
+  /**
+   * CORS for every route (a route's `cors: false` opts out): an exact allowlist of `origins`,
+   * preflights answered by the gateway before route matching and auth. Default: off.
+   */
+  cors?: CorsConfig | false;
+  /**
+   * Security headers (helmet) on every answer the gateway writes itself: true (helmet's
+   * defaults), false, or helmet's options; `proxied: true` also puts them on proxied responses
+   * (the upstream's own headers win). Default true.
+   */
+  helmet?: HelmetConfig;
+  /**
    * Redis, for what instances share (breaker state, rate limit counts): a `redis://` / `rediss://` URL (the
    * gateway opens its connections and closes them in `close()`), or an ioredis client (not
    * closed by the gateway). Absent: everything stays in this process. Default: none.
@@ -143,7 +185,15 @@ const serviceConfig = object<ServiceConfig>(
 const redisCheck = redisConnection<RedisLike>(['duplicate']);
 
 /** The keys the gateway adds to routes, for the router to check. */
-export const extensions = { route: { ...routeExtensions, rateLimit: routeRateLimitCheck } };
+export const extensions = {
+  route: {
+    ...routeExtensions,
+    rateLimit: routeRateLimitCheck,
+    auth: routeAuthCheck,
+    cors: routeCorsCheck,
+    compress: routeCompressCheck,
+  },
+};
 
 const healthOptions = object<HealthOptions>({
   path: string({
@@ -174,6 +224,9 @@ const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
     health: healthCheck,
     redis: redisCheck,
     rateLimit: gatewayRateLimitCheck,
+    auth: gatewayAuthCheck,
+    cors: corsCheck,
+    helmet: helmetCheck,
   },
   ['services', 'routes'],
 );

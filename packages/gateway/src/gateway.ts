@@ -17,9 +17,17 @@ import {
   type TurnpikeRouter,
 } from '@turnpike/router';
 import type { Bulkhead, CircuitBreaker, StateChangeEvent } from '@turnpike/breaker';
-import { checkConfigShape, extensions, healthSettings, type GatewayConfig } from './config';
+import {
+  checkConfigShape,
+  extensions,
+  healthSettings,
+  patternMatches,
+  type GatewayConfig,
+} from './config';
+import { Edge } from './edge';
 import { Guards } from './guard';
 import { RateLimits } from './limits';
+import { GatewayAuth } from './auth';
 import type { RedisLike as LimiterRedis } from '@turnpike/limiter';
 import { installDirect, type Handler } from './direct';
 import { HealthEndpoints } from './health';
@@ -123,7 +131,12 @@ export function createGateway(config: GatewayConfig): Gateway {
   let router: TurnpikeRouter;
   let guards: Guards | undefined;
   let limits: RateLimits | undefined;
+  let auth: GatewayAuth | undefined;
+  // helmet → cors → compression (DESIGN.md), built once: the wrapper in front of every lane,
+  // and each route's stages (cors: false, compression) in front of auth.
+  const edge = new Edge(cfg.cors, cfg.helmet, cfg.routes, patternMatches, logger);
   try {
+    auth = new GatewayAuth(cfg.auth, cfg.identityHeaders, logger);
     limits = new RateLimits(cfg.rateLimit, cfg.redis as LimiterRedis | undefined, cfg.logger);
     guards = new Guards(cfg.services, cfg.redis, logger);
     for (const [name, service] of Object.entries(cfg.services)) {
@@ -152,30 +165,45 @@ export function createGateway(config: GatewayConfig): Gateway {
       health: _health,
       redis: _redis,
       rateLimit: _rateLimit,
+      auth: _auth,
+      cors: _cors,
+      helmet: _helmet,
       ...routerOptions
     } = cfg;
     const g = guards;
     const l = limits;
+    const a = auth;
     // The router checks the routes against the services and compiles them, once. Each route
     // gets its stages in DESIGN.md's order: rate limits, then (service routes) breaker and bulkhead.
     router = createRouter({
       ...routerOptions,
       services,
       extensions,
-      stages: (route) => [...l.stagesFor(route), ...g.stagesFor(route)],
+      stages: (route) => [
+        ...edge.stagesFor(route),
+        ...a.stagesFor(route),
+        ...l.stagesFor(route),
+        ...g.stagesFor(route),
+      ],
     });
   } catch (err) {
     for (const b of balancers) b.close();
     void guards?.close();
     void limits?.close();
+    auth?.close();
     throw err;
   }
   const rateLimits = limits;
+  const authn = auth;
   const circuits = guards;
   // Circuits and bulkheads count each request's one outcome (its retries included).
   if (circuits.any) router.onOutcome(circuits.onOutcome);
   const endpoints = new HealthEndpoints(byName);
-  const dispatch = healthFirst(router, endpoints, healthSettings(cfg.health));
+  const inner = healthFirst(router, endpoints, healthSettings(cfg.health));
+  // The edge in front: a lane with a host app behind it (Express's next, the direct lane) lets
+  // a request leave without the edge's headers; listen() and a bare call answer it themselves.
+  const dispatch = edge.handler(inner, true);
+  const dispatchOwn = edge.handler(inner, false);
   /** On a request this gateway's direct lane handed back to the host app. */
   const LEFT = Symbol('turnpike.leftGateway');
 
@@ -195,7 +223,7 @@ export function createGateway(config: GatewayConfig): Gateway {
     // the gateway once (stages included), and is not taken a second time.
     if ((req as { [LEFT]?: true })[LEFT]) return done();
     assignRequestId(req, res);
-    dispatch(req, res, done);
+    (next === undefined ? dispatchOwn : dispatch)(req, res, done);
   } as unknown as Gateway;
   Object.setPrototypeOf(gateway, express.Router());
   gateway.onOutcome = (listener) => router.onOutcome(listener);
@@ -328,7 +356,7 @@ export function createGateway(config: GatewayConfig): Gateway {
   /** A request on the gateway's own server: all of it is the gateway's, at '/'. */
   function serveRoot(req: IncomingMessage, res: ServerResponse): void {
     assignRequestId(req, res);
-    dispatch(req, res, notFoundNext(req, res, logger));
+    dispatchOwn(req, res, notFoundNext(req, res, logger));
   }
 
   gateway.close = async function close() {
@@ -339,6 +367,7 @@ export function createGateway(config: GatewayConfig): Gateway {
     own.clear();
     for (const b of balancers) b.close();
     await router.close(); // its WebSockets too: the servers' close waits for them
+    authn.close();
     await Promise.all([...closing, circuits.close(), rateLimits.close()]);
   };
 

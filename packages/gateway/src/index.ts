@@ -4,6 +4,8 @@ export type { Gateway, AttachOptions } from './gateway';
 /** Config validation, usable before creating anything (e.g. in a CI check of a config file). */
 export { validateConfig } from './config';
 export type { GatewayConfig, HealthOptions, ServiceConfig } from './config';
+export type { GatewayAuthConfig, IdentityHeaders, RouteAuth } from './auth';
+export type { CorsConfig, HelmetConfig, RouteCompress } from './edge';
 /** The breaker and bulkhead keys of a service. */
 export type { ServiceBreakerConfig, ServiceBulkheadConfig } from './guard';
 /** The JSON of the health endpoints. */
