@@ -621,6 +621,120 @@ function againstReference(results, names, reference) {
   return ordered;
 }
 
+/**
+ * A closed-loop bench of proxies against a reference, in one run: the upstream in a child,
+ * each proxy in a child of its own (`proxies[name].make(upstreamUrl)` runs there), interleaved
+ * reps, medians and paired ratios, a markdown table (and `BENCH_JSON`). `skip(names)` may
+ * return `{ name: why }` for proxies that cannot run here (no Redis, …). Returns the exit status.
+ */
+async function featureBench({ bench, self, proxies, reference, skip }) {
+  const s = { ...commonSettings(), proxies: envNames(Object.keys(proxies)) };
+  const results = {};
+  const skipped = skip === undefined ? {} : await skip(s.proxies);
+  for (const [n, why] of Object.entries(skipped)) results[n] = { status: 'skipped', why };
+  s.proxies = s.proxies.filter((n) => skipped[n] === undefined);
+  const cpuCount = require('node:os').availableParallelism();
+  const plan = pinPlan();
+  console.log(
+    `bench: ${s.connections} connections, warm-up ${s.warmupS} s then measure ${s.durationS} s, ` +
+      `${s.reps} rep(s) interleaved over ${s.proxies.join(', ')}; 1 upstream, ${BODY.length}-byte body; ` +
+      `node ${process.version}, ${cpuCount} CPU(s)`,
+  );
+  console.log(
+    plan.ok
+      ? `bench: pinned: proxies on CPU ${plan.proxy}, upstream + autocannon on CPU ${plan.load}`
+      : `bench: not pinned (${plan.why}); figures are noisier`,
+  );
+  const up = await startUpstreams(self, plan);
+  const ready = await startAll(self, s.proxies, [JSON.stringify(up.urls[0])], plan, results);
+  const measured = await probeAll(ready, results, (proxy) => probeBody(proxy.url, 5));
+  const { runs, warmupProblems } = await closedLoopReps(measured, up.child, s, repLine);
+  for (const p of measured) {
+    results[p.name] = {
+      ...results[p.name],
+      status: 'measured',
+      ...closedLoopResult(runs[p.name], { p50: true }),
+    };
+  }
+  const ordered = againstReference(results, Object.keys(proxies), reference);
+  const notes = [];
+  for (const [name, r] of Object.entries(ordered)) {
+    if (r.status === 'skipped') {
+      notes.push(`${name}: skipped (${r.why}).`);
+      continue;
+    }
+    notes.push(...configNotes(name, r, warmupProblems));
+  }
+  if (ordered[reference]?.status !== 'measured')
+    notes.push(`${reference} was not measured: no ratios.`);
+  const ok = Object.values(ordered).every(
+    (r) => r.status === 'skipped' || (r.status === 'measured' && problems(r) === 0),
+  );
+  const md = featureTable(ordered, proxies);
+  if (s.json) {
+    writeJson(s.json, bench, {
+      cpus: cpuCount,
+      pinned: plan.ok,
+      settings: { ...s, json: undefined },
+      ok,
+      proxies: ordered,
+      notes,
+      table: md,
+    });
+  }
+  const about =
+    `Medians of ${s.reps} rep(s); ratios to ${reference} within this run; "paired": the median of ` +
+    `each rep against ${reference} in the same rep.`;
+  return finish(notes, about, md, ok);
+}
+
+/** The table of {@link featureBench}. */
+function featureTable(results, proxies) {
+  const head = [
+    'proxy',
+    'what',
+    'requests/s',
+    '× bare rps',
+    'paired × bare rps',
+    'CPU µs/req',
+    '× bare CPU',
+    'paired × bare CPU',
+    'p50 ms',
+    'p99 ms',
+    'proxy CPU %',
+    'non-2xx / errors / mismatches',
+  ];
+  const rows = Object.entries(results).map(([name, r]) => {
+    const none = ['—', '—', '—', '—', '—', '—', '—', '—', '—'];
+    if (r.status === 'skipped') return [name, proxies[name].what, r.why, ...none];
+    if (r.status !== 'measured') return [name, proxies[name].what, 'FAILED', ...none];
+    return [
+      name,
+      proxies[name].what,
+      cell(r.rps),
+      cell(r.xBareRps, 3, '×'),
+      cell(r.pairedRps, 3, '×'),
+      cell(r.cpuMicrosPerRequest),
+      cell(r.xBareCpu, 3, '×'),
+      cell(r.pairedCpu, 3, '×'),
+      cell(r.p50Ms, 1),
+      cell(r.p99Ms, 1),
+      cell(r.proxyCpuPercent),
+      `${r.non2xx} / ${r.errors} / ${r.mismatches}`,
+    ];
+  });
+  return markdownTable([head, ...rows]);
+}
+
+/** The child side of {@link featureBench}: `node bench/x.js <role> <arg>`, else the parent. */
+function featureMain(proxies, main) {
+  const [role, arg] = process.argv.slice(2);
+  if (role === 'upstreams') runChild(() => upstreams({ n: 1 }));
+  else if (Object.prototype.hasOwnProperty.call(proxies, role)) {
+    runChild(() => proxies[role].make(JSON.parse(arg)));
+  } else runParent(main);
+}
+
 /** One measured rep as the closed-loop benches print it; `width` pads the proxy's name. */
 function repLine(rep, reps, name, m, width = 14) {
   return (
@@ -641,6 +755,8 @@ function finish(notes, about, md, ok) {
 }
 
 module.exports = {
+  featureBench,
+  featureMain,
   againstReference,
   repLine,
   ROOT,
