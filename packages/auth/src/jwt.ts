@@ -361,43 +361,61 @@ export function authenticate(
   res: ServerResponse,
   next: Next,
 ): void {
-  const requestId = (req as { id?: string }).id;
   const token = bearerToken(req);
   if (token === '') {
     if (optional) return next();
     return sendProblem(req, res, answers.missing);
   }
   if (token === undefined) {
-    logger.info('auth: malformed Authorization header', { requestId });
+    logger.info('auth: malformed Authorization header', { requestId: (req as { id?: string }).id });
     return sendProblem(req, res, answers.invalid);
   }
-  const settle = (result: AuthIdentity | string): void => {
-    if (typeof result === 'string') {
-      logger.info('auth: token refused', { requestId, reason: result });
-      return sendProblem(req, res, answers.invalid);
-    }
-    (req as AuthenticatedRequest).auth = result;
-    next();
-  };
-  const fail = (err: unknown): void => {
-    if (isAuthUnavailable(err)) {
-      logger.info('auth: token not checked; 503', { requestId, reason: err.message });
-    } else {
-      logger.error('auth: the verifier failed; 503', {
-        requestId,
-        error: err instanceof Error ? err.message : String(err),
-      });
-    }
-    sendProblem(req, res, UNAVAILABLE);
-  };
   let result: AuthIdentity | string | Promise<AuthIdentity | string>;
   try {
     result = verifier.verify(token);
   } catch (err) {
-    return fail(err);
+    return unavailable(err, logger, req, res);
   }
-  if (result instanceof Promise) result.then(settle, fail);
-  else settle(result);
+  // A cached token answers at once: no closure on that path.
+  if (!(result instanceof Promise)) return settle(result, answers, logger, req, res, next);
+  result.then(
+    (r) => settle(r, answers, logger, req, res, next),
+    (err: unknown) => unavailable(err, logger, req, res),
+  );
+}
+
+function settle(
+  result: AuthIdentity | string,
+  answers: Answers,
+  logger: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: Next,
+): void {
+  if (typeof result === 'string') {
+    logger.info('auth: token refused', { requestId: (req as { id?: string }).id, reason: result });
+    return sendProblem(req, res, answers.invalid);
+  }
+  (req as AuthenticatedRequest).auth = result;
+  next();
+}
+
+function unavailable(
+  err: unknown,
+  logger: Logger,
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
+  const requestId = (req as { id?: string }).id;
+  if (isAuthUnavailable(err)) {
+    logger.info('auth: token not checked; 503', { requestId, reason: err.message });
+  } else {
+    logger.error('auth: the verifier failed; 503', {
+      requestId,
+      error: err instanceof Error ? err.message : String(err),
+    });
+  }
+  sendProblem(req, res, UNAVAILABLE);
 }
 
 export type { JwtAlgorithm };

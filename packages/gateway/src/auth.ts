@@ -165,6 +165,10 @@ export class GatewayAuth {
   private readonly headers: { subject?: string; roles?: string; consumer?: string };
   private readonly strip: boolean;
   private readonly claims: ClaimsSigner | undefined;
+  private readonly values = new WeakMap<
+    AuthIdentity,
+    { subject: string; roles: string | undefined; consumer: string | undefined }
+  >();
   private readonly logger: Logger;
   readonly configured: boolean;
 
@@ -275,7 +279,8 @@ export class GatewayAuth {
     };
     const stage: Middleware = (req, res, next) => {
       // Never an identity a host middleware (or the client) put there: the gateway proves it.
-      (req as AuthenticatedRequest).auth = undefined;
+      if ((req as AuthenticatedRequest).auth !== undefined)
+        (req as AuthenticatedRequest).auth = undefined;
       this.authenticate(req, res, () => after(req, res, next), optional);
     };
     return [stage];
@@ -319,17 +324,28 @@ export class GatewayAuth {
   private forward(req: IncomingMessage, auth: AuthIdentity): void {
     const h = req.headers;
     const names = this.headers;
-    if (names.subject !== undefined) h[names.subject] = headerValue(auth.subject);
-    if (names.roles !== undefined && auth.roles.length > 0)
-      h[names.roles] = auth.roles.map(headerValue).join(',');
-    if (names.consumer !== undefined && auth.consumer !== undefined)
-      h[names.consumer] = headerValue(auth.consumer);
+    // A cached token's identity is one object: its header values are built once.
+    let v = this.values.get(auth);
+    if (v === undefined) {
+      v = {
+        subject: headerValue(auth.subject),
+        roles: auth.roles.length > 0 ? auth.roles.map(headerValue).join(',') : undefined,
+        consumer: auth.consumer === undefined ? undefined : headerValue(auth.consumer),
+      };
+      this.values.set(auth, v);
+    }
+    if (names.subject !== undefined) h[names.subject] = v.subject;
+    if (names.roles !== undefined && v.roles !== undefined) h[names.roles] = v.roles;
+    if (names.consumer !== undefined && v.consumer !== undefined) h[names.consumer] = v.consumer;
     if (this.claims !== undefined) h[this.claims.name] = this.claims.sign(auth);
     // Only the credential that was checked goes on: an Authorization header beside an API
     // key (or a key beside a token) was never verified, and a service might trust it.
-    if (this.strip || auth.method === 'api-key') delete h.authorization;
-    if (this.apiKeyHeader !== undefined && (this.strip || auth.method !== 'api-key')) {
-      delete h[this.apiKeyHeader];
+    if (h.authorization !== undefined && (this.strip || auth.method === 'api-key')) {
+      delete h.authorization;
+    }
+    const key = this.apiKeyHeader;
+    if (key !== undefined && h[key] !== undefined && (this.strip || auth.method !== 'api-key')) {
+      delete h[key];
     }
   }
 
