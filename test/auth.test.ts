@@ -118,6 +118,13 @@ describe('auth in the gateway', () => {
       method: 'jwt',
     });
     expect(claims.exp! - claims.iat!).toBe(60);
+    // A client token that ends sooner bounds the claims header.
+    const soon = Math.floor(Date.now() / 1000) + 10;
+    const short = await call(`${h.url}/a`, { authorization: `Bearer ${token({ exp: soon })}` });
+    const bounded = jwt.verify(short.body.headers!['x-auth-claims']!, claimsSecret, {
+      algorithms: ['HS256'],
+    }) as jwt.JwtPayload;
+    expect(bounded.exp).toBe(soon);
     const anon = await call(`${h.url}/a`, { 'x-auth-claims': 'forged' });
     expect(anon.status).toBe(401);
   });

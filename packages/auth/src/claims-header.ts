@@ -43,6 +43,11 @@ export class ClaimsSigner {
     const now = Date.now();
     const known = this.signed.get(auth);
     if (known !== undefined && now < known.renewAt) return known.value;
+    const iat = Math.floor(now / 1000);
+    // Never past the client's own token: its exp, when it has one, bounds ours.
+    const tokenExp = auth.claims.exp;
+    const exp =
+      typeof tokenExp === 'number' ? Math.min(iat + this.ttlSec, tokenExp) : iat + this.ttlSec;
     const value = jwt.sign(
       {
         sub: auth.subject,
@@ -50,12 +55,14 @@ export class ClaimsSigner {
         scopes: auth.scopes,
         consumer: auth.consumer,
         method: auth.method,
+        iat,
+        exp,
       },
       this.secret,
-      { algorithm: 'HS256', issuer: 'turnpike', expiresIn: this.ttlSec },
+      { algorithm: 'HS256', issuer: 'turnpike' },
     );
     // Renewed at half its life: what goes upstream always has some left.
-    this.signed.set(auth, { value, renewAt: now + (this.ttlSec * 1000) / 2 });
+    this.signed.set(auth, { value, renewAt: now + ((exp - iat) * 1000) / 2 });
     return value;
   }
 }
