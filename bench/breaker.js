@@ -13,8 +13,6 @@
 
 const http = require('node:http');
 const path = require('node:path');
-const net = require('node:net');
-const { URL } = require('node:url');
 const lib = require('./lib');
 
 const SELF = path.join(__dirname, 'breaker.js');
@@ -66,22 +64,6 @@ const PROXIES = {
 };
 const REFERENCE = 'bare';
 
-/** Whether Redis answers a PING at REDIS_URL (the shared proxy is skipped otherwise). */
-function redisAnswers() {
-  const { hostname, port } = new URL(REDIS_URL);
-  return new Promise((resolve) => {
-    const s = net.connect(Number(port) || 6379, hostname);
-    const done = (ok) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(1000, () => done(false));
-    s.once('error', () => done(false));
-    s.once('connect', () => s.write('PING\r\n'));
-    s.once('data', (d) => done(String(d).startsWith('+PONG')));
-  });
-}
-
 async function main() {
   return lib.featureBench({
     bench: 'breaker',
@@ -90,7 +72,7 @@ async function main() {
     reference: REFERENCE,
     skip: async (names) => {
       const need = names.filter((n) => PROXIES[n].needsRedis);
-      if (need.length === 0 || (await redisAnswers())) return {};
+      if (need.length === 0 || (await lib.redisAnswers(REDIS_URL))) return {};
       return Object.fromEntries(need.map((n) => [n, `no Redis at ${REDIS_URL}`]));
     },
   });

@@ -688,8 +688,27 @@ async function featureBench({ bench, self, proxies, reference, skip }) {
   return finish(notes, about, md, ok);
 }
 
-/** The table of {@link featureBench}. */
-function featureTable(results, proxies) {
+/** Whether a Redis answers a PING at `url` (benches skip their Redis proxies otherwise). */
+function redisAnswers(url) {
+  const { hostname, port } = new (require('node:url').URL)(url);
+  return new Promise((resolve) => {
+    const s = require('node:net').connect(Number(port) || 6379, hostname);
+    const done = (ok) => {
+      s.destroy();
+      resolve(ok);
+    };
+    s.setTimeout(1000, () => done(false));
+    s.once('error', () => done(false));
+    s.once('connect', () => s.write('PING\r\n'));
+    s.once('data', (d) => done(String(d).startsWith('+PONG')));
+  });
+}
+
+/**
+ * The table of {@link featureBench}; `extra` adds columns before the problem counts:
+ * `{ head: [...], cells: (result) => [...] }`.
+ */
+function featureTable(results, proxies, extra = { head: [], cells: () => [] }) {
   const head = [
     'proxy',
     'what',
@@ -702,10 +721,11 @@ function featureTable(results, proxies) {
     'p50 ms',
     'p99 ms',
     'proxy CPU %',
+    ...extra.head,
     'non-2xx / errors / mismatches',
   ];
   const rows = Object.entries(results).map(([name, r]) => {
-    const none = ['—', '—', '—', '—', '—', '—', '—', '—', '—'];
+    const none = Array(9 + extra.head.length).fill('—');
     if (r.status === 'skipped') return [name, proxies[name].what, r.why, ...none];
     if (r.status !== 'measured') return [name, proxies[name].what, 'FAILED', ...none];
     return [
@@ -720,6 +740,7 @@ function featureTable(results, proxies) {
       cell(r.p50Ms, 1),
       cell(r.p99Ms, 1),
       cell(r.proxyCpuPercent),
+      ...extra.cells(r),
       `${r.non2xx} / ${r.errors} / ${r.mismatches}`,
     ];
   });
@@ -756,6 +777,8 @@ function finish(notes, about, md, ok) {
 
 module.exports = {
   featureBench,
+  featureTable,
+  redisAnswers,
   featureMain,
   againstReference,
   repLine,

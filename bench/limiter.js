@@ -112,22 +112,6 @@ function redisAddress() {
   return { host: hostname, port: Number(port) || 6379 };
 }
 
-/** Whether Redis answers a PING at REDIS_URL (the Redis proxies are skipped otherwise). */
-function redisAnswers() {
-  const { host, port } = redisAddress();
-  return new Promise((resolve) => {
-    const s = net.connect(port, host);
-    const done = (ok) => {
-      s.destroy();
-      resolve(ok);
-    };
-    s.setTimeout(1000, () => done(false));
-    s.once('error', () => done(false));
-    s.once('connect', () => s.write('PING\r\n'));
-    s.once('data', (d) => done(String(d).startsWith('+PONG')));
-  });
-}
-
 /** A RESP array of bulk strings. */
 function resp(args) {
   return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
@@ -266,45 +250,16 @@ async function probe(proxy) {
 }
 
 function table(results) {
-  const head = [
-    'proxy',
-    'what',
-    'requests/s',
-    '× bare rps',
-    'paired × bare rps',
-    'CPU µs/req',
-    '× bare CPU',
-    'paired × bare CPU',
-    'p50 ms',
-    'p99 ms',
-    'proxy CPU %',
-    'Redis cmds/req',
-    'Redis commands seen',
-    'non-2xx / errors / mismatches',
-  ];
-  const rows = Object.entries(results).map(([name, r]) => {
-    const none = ['—', '—', '—', '—', '—', '—', '—', '—', '—', '—', '—'];
-    if (r.status === 'skipped') return [name, PROXIES[name].what, r.why, ...none];
-    if (r.status !== 'measured') return [name, PROXIES[name].what, 'FAILED', ...none];
-    const rc = r.redisCommands;
-    return [
-      name,
-      PROXIES[name].what,
-      cell(r.rps),
-      cell(r.xBareRps, 3, '×'),
-      cell(r.pairedRps, 3, '×'),
-      cell(r.cpuMicrosPerRequest),
-      cell(r.xBareCpu, 3, '×'),
-      cell(r.pairedCpu, 3, '×'),
-      cell(r.p50Ms, 1),
-      cell(r.p99Ms, 1),
-      cell(r.proxyCpuPercent),
-      rc ? (rc.perRequest === null ? 'FAILED' : cell(rc.perRequest, 2)) : '—',
-      rc ? (rc.perRequest === null ? rc.why : seenCell(rc.seen)) : '—',
-      `${r.non2xx} / ${r.errors} / ${r.mismatches}`,
-    ];
+  return lib.featureTable(results, PROXIES, {
+    head: ['Redis cmds/req', 'Redis commands seen'],
+    cells: (r) => {
+      const rc = r.redisCommands;
+      if (!rc) return ['—', '—'];
+      return rc.perRequest === null
+        ? ['FAILED', rc.why]
+        : [cell(rc.perRequest, 2), seenCell(rc.seen)];
+    },
   });
-  return lib.markdownTable([head, ...rows]);
 }
 
 async function main() {
@@ -315,7 +270,7 @@ async function main() {
   };
   const prefix = `bench:rl:${crypto.randomBytes(4).toString('hex')}:`;
   const results = {};
-  if (s.proxies.some((n) => PROXIES[n].needsRedis) && !(await redisAnswers())) {
+  if (s.proxies.some((n) => PROXIES[n].needsRedis) && !(await lib.redisAnswers(REDIS_URL))) {
     for (const n of s.proxies.filter((p) => PROXIES[p].needsRedis)) {
       results[n] = { status: 'skipped', why: `no Redis at ${REDIS_URL}` };
     }
