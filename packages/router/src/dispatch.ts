@@ -71,34 +71,34 @@ export function dispatch(
   const count = req.rawHeaders.length >> 1;
   if (count > snap.options.maxHeaderCount || count >= nodeHeaderCap(req)) {
     res.shouldKeepAlive = false;
-    return sendProblem(req, res, TOO_MANY_HEADERS);
+    return refuse(snap, req, res, TOO_MANY_HEADERS);
   }
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const raw = q === -1 ? url : url.slice(0, q);
   const path = checkPath(raw);
-  if (path === undefined) return sendProblem(req, res, PATH_REJECTED);
+  if (path === undefined) return refuse(snap, req, res, PATH_REJECTED);
   if (path !== raw) req.url = q === -1 ? path : path + url.slice(q);
   const h = req.headers;
-  if (hasDuplicateHost(req)) return sendProblem(req, res, DUPLICATE_HOST);
-  if (h.host !== undefined && !validHost(h.host)) return sendProblem(req, res, BAD_HOST);
+  if (hasDuplicateHost(req)) return refuse(snap, req, res, DUPLICATE_HOST);
+  if (h.host !== undefined && !validHost(h.host)) return refuse(snap, req, res, BAD_HOST);
   const te = h['transfer-encoding'];
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
     // RFC 9112 §6.1: a coding the gateway does not understand. The body is not read.
     res.shouldKeepAlive = false;
-    return sendProblem(req, res, UNKNOWN_CODING);
+    return refuse(snap, req, res, UNKNOWN_CODING);
   }
   if (upgrade !== undefined) {
     const length = h['content-length'];
     if (te !== undefined || (length !== undefined && length !== '0')) {
-      return sendProblem(req, res, UPGRADE_WITH_BODY);
+      return refuse(snap, req, res, UPGRADE_WITH_BODY);
     }
   }
   // Hygiene first: host and header matchers see only what the gateway vouches for.
   snap.hygiene(req, upgrade !== undefined);
   const found = snap.table.lookup(req.method ?? 'GET', path, req);
-  if (found.kind === 'none') return sendProblem(req, res, ROUTE_NOT_FOUND);
-  if (found.kind === 'method') return sendProblem(req, res, snap.methodError(found.allow));
+  if (found.kind === 'none') return refuse(snap, req, res, ROUTE_NOT_FOUND);
+  if (found.kind === 'method') return refuse(snap, req, res, snap.methodError(found.allow));
   const route = found.route;
   const chains = snap.chains.get(route)!;
   let chain = chains.http;
@@ -120,4 +120,15 @@ export function dispatch(
   setExchange(req, ex);
   res.on('close', onResClose); // res is this request's alone: no once() wrapper
   chain(req, res);
+}
+
+/** Answers a request no route took, and tells those who listen. */
+function refuse(
+  snap: Snapshot,
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: GatewayError,
+): void {
+  sendProblem(req, res, error);
+  if (snap.unrouted.listening) snap.unrouted.emit({ req, status: error.status, error });
 }

@@ -16,7 +16,7 @@ import type { CompiledService } from './service';
 import type { RoutedRequest } from './types';
 import type { Listeners, OutcomeKind } from './outcome';
 import type { CompiledHedge } from './route';
-import type { HedgeEvent, RetryEvent } from './types';
+import type { AttemptEvent, HedgeEvent, RetryEvent } from './types';
 import {
   BAD_STATUS,
   DEADLINE,
@@ -42,6 +42,7 @@ export interface ForwardContext {
   readonly bufferBytes: number;
   readonly retried: Listeners<RetryEvent>;
   readonly hedged: Listeners<HedgeEvent>;
+  readonly attempted: Listeners<AttemptEvent>;
 }
 
 /** Whether the request carries a body (RFC 9112 §6.3: only Content-Length or Transfer-Encoding frame one). */
@@ -487,6 +488,9 @@ function startAttempt(
   if (perTry) {
     attempt.timer = setTimeout(onPerTry, perTry, ctx, ex, service, attempt);
     attempt.timer.unref();
+  }
+  if (ctx.attempted.listening) {
+    ctx.attempted.emit({ service: service.name, route: ex.route.info, req, attempt });
   }
   pool.dispatch(
     { path: target.path + req.url!, method: req.method!, headers: h, body },

@@ -32,6 +32,8 @@ export type {
   AgentOptions,
   HeaderTransform,
   HedgeEvent,
+  AttemptEvent,
+  UnroutedEvent,
   HedgeOptions,
   Middleware,
   ProxySettings,

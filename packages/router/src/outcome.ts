@@ -21,6 +21,8 @@ export interface AttemptInfo {
   readonly startedAt: number;
   /** When the response head arrived (`performance.now()` ms); 0 when it never did. */
   readonly headAt: number;
+  /** When the call ended (`performance.now()` ms); 0 while it runs. */
+  readonly endedAt: number;
   /** Request body bytes sent upstream. */
   readonly bytesSent: number;
   /** Response body bytes received from upstream. */

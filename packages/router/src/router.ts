@@ -6,7 +6,15 @@ import { dispatch } from './dispatch';
 import { parseRouterOptions } from './options';
 import { Listeners, Outcomes, type OutcomeListener } from './outcome';
 import { Snapshot } from './snapshot';
-import type { HedgeEvent, Middleware, RetryEvent, RouteInfo, RouterOptions } from './types';
+import type {
+  AttemptEvent,
+  HedgeEvent,
+  Middleware,
+  RetryEvent,
+  RouteInfo,
+  RouterOptions,
+  UnroutedEvent,
+} from './types';
 
 /** The router: an Express-compatible middleware plus WebSocket upgrades, outcomes, reload and shutdown. */
 export interface TurnpikeRouter extends Middleware {
@@ -24,6 +32,16 @@ export interface TurnpikeRouter extends Middleware {
   onRetry(listener: (event: RetryEvent) => void): () => void;
   /** Subscribes to hedges sent; returns the disposer. */
   onHedge(listener: (event: HedgeEvent) => void): () => void;
+  /**
+   * Subscribes to each upstream call as it is about to be sent (its headers can still be
+   * set: trace context); returns the disposer. Costs nothing per call while no one listens.
+   */
+  onAttempt(listener: (event: AttemptEvent) => void): () => void;
+  /**
+   * Subscribes to the requests the router answers before a route takes them (a refused path,
+   * 404, 405, a bad Host, too many headers); returns the disposer. They have no outcome.
+   */
+  onUnrouted(listener: (event: UnroutedEvent) => void): () => void;
   /**
    * Replaces the routes, services and stages in one step: the new options are validated and
    * compiled first (a ConfigError leaves everything as it was); requests in flight finish on
@@ -54,9 +72,11 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
   const events = {
     retried: new Listeners<RetryEvent>(onListenerError('retry'), 'onRetry'),
     hedged: new Listeners<HedgeEvent>(onListenerError('hedge'), 'onHedge'),
+    attempted: new Listeners<AttemptEvent>(onListenerError('attempt'), 'onAttempt'),
   };
+  const unrouted = new Listeners<UnroutedEvent>(onListenerError('unrouted'), 'onUnrouted');
   const sockets = new Set<Duplex>();
-  let current = new Snapshot(first, outcomes, logger, sockets, events);
+  let current = new Snapshot(first, outcomes, logger, sockets, events, unrouted);
   let infos = Object.freeze(current.routes.map((r) => r.info));
   /** Snapshots a reload replaced whose requests are still in flight. */
   const retiring = new Set<Snapshot>();
@@ -80,11 +100,13 @@ export function createRouter(options: RouterOptions): TurnpikeRouter {
   router.onOutcome = (listener) => outcomes.on(listener);
   router.onRetry = (listener) => events.retried.on(listener);
   router.onHedge = (listener) => events.hedged.on(listener);
+  router.onAttempt = (listener) => events.attempted.on(listener);
+  router.onUnrouted = (listener) => unrouted.on(listener);
 
   router.reload = async function reload(next) {
     if (closed) throw new Error('Turnpike: reload() after close()');
     const parsed = parseRouterOptions({ ...next, logger: first.logger, extensions });
-    const snapshot = new Snapshot(parsed, outcomes, logger, sockets, events);
+    const snapshot = new Snapshot(parsed, outcomes, logger, sockets, events, unrouted);
     const old = current;
     current = snapshot;
     infos = Object.freeze(snapshot.routes.map((r) => r.info));

@@ -1,7 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
-import { GatewayError, isGatewayError, sendProblem, type Logger } from '@turnpike/core';
+import {
+  GatewayError,
+  isGatewayError,
+  sendProblem,
+  type Listeners,
+  type Logger,
+} from '@turnpike/core';
 import { compose, type Handler } from './chain';
 import { exchangeOf, type Exchange } from './exchange';
 import { answerError, forwarder, type ForwardContext } from './forward';
@@ -11,7 +17,7 @@ import type { AttemptInfo, Outcome, OutcomeKind, Outcomes } from './outcome';
 import type { CompiledRoute } from './route';
 import { RouteTable } from './route-table';
 import { compileService, type CompiledService } from './service';
-import type { Middleware, RouteInfo, RoutedRequest } from './types';
+import type { Middleware, RouteInfo, RoutedRequest, UnroutedEvent } from './types';
 import { upgrader } from './websocket';
 
 /** What a route runs once matched: its chain for HTTP, and one for WebSocket upgrades. */
@@ -118,7 +124,9 @@ export class Snapshot {
     private readonly outcomes: Outcomes,
     private readonly logger: Logger,
     sockets: Set<Duplex>,
-    events: Pick<ForwardContext, 'retried' | 'hedged'>,
+    events: Pick<ForwardContext, 'retried' | 'hedged' | 'attempted'>,
+    /** Hears the requests this snapshot answers before a route takes them. */
+    readonly unrouted: Listeners<UnroutedEvent>,
   ) {
     this.hygiene = createHygiene(options);
     const services = new Map<string, CompiledService>();

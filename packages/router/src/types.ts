@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AttemptEnd, Logger, Target, TargetPicker } from '@turnpike/core';
+import type { AttemptEnd, GatewayError, Logger, Target, TargetPicker } from '@turnpike/core';
+import type { AttemptInfo } from './outcome';
 
 /** An Express-style middleware; a per-route stage has this shape. */
 export type Middleware = (
@@ -66,6 +67,26 @@ export interface RetryEvent {
   /** Which retry this is: 1 for the first. */
   readonly retry: number;
   readonly delayMs: number;
+}
+
+/** An upstream call is about to be sent: its headers (`req.headers`) can still be set. */
+export interface AttemptEvent {
+  readonly service: string;
+  readonly route: RouteInfo;
+  readonly req: IncomingMessage;
+  /** The call, before it is dispatched (its `end` and `status` come later). */
+  readonly attempt: AttemptInfo;
+}
+
+/**
+ * A request the router answered before any route took it: a path it refuses (400), no route
+ * (404), a method the path's routes do not accept (405), a bad or duplicate Host, too many
+ * headers (431), a transfer coding it does not understand (501).
+ */
+export interface UnroutedEvent {
+  readonly req: IncomingMessage;
+  readonly status: number;
+  readonly error: GatewayError;
 }
 
 /** A hedge was sent. */
