@@ -1,6 +1,6 @@
 /** Express middleware: rate limits on express-rate-limit, in memory or counted across instances in Redis. */
 export { rateLimit, composeLimits, nameLimits } from './middleware';
-export type { RateLimitMiddleware } from './middleware';
+export type { RateLimitMiddleware, RateLimitDecision, DecisionListener } from './middleware';
 /** One limit compiled once (the gateway composes them per route). */
 export { Limit, defaultName, MAX_LIMIT_VALUES } from './limit';
 export type { LimitContext } from './limit';

@@ -279,6 +279,7 @@ class Run {
       }
     } else if (err === UNAVAILABLE) {
       this.done = true;
+      this.chain.decided?.(this.req, 'unavailable');
       return sendProblem(this.req, this.res, this.chain.unavailable);
     } else if (err !== PASS) {
       return this.fail(err, limit);
@@ -294,6 +295,7 @@ class Run {
       limit: limit.name,
       error: err instanceof Error ? err.message : String(err),
     });
+    this.chain.decided?.(this.req, 'error');
     sendProblem(this.req, this.res, KEY_FAILED);
   }
 
@@ -301,7 +303,11 @@ class Run {
     this.done = true;
     const worst = worstOf(this.infos);
     this.req.rateLimit = worst;
-    if (worst === undefined) return this.next();
+    const decided = this.chain.decided;
+    if (worst === undefined) {
+      decided?.(this.req, 'skipped');
+      return this.next();
+    }
     const now = Date.now();
     writeHeaders(
       this.res,
@@ -312,7 +318,11 @@ class Run {
       this.windows,
       now,
     );
-    if (!worst.refused) return this.next();
+    if (!worst.refused) {
+      decided?.(this.req, 'allowed');
+      return this.next();
+    }
+    decided?.(this.req, 'limited');
     this.res.setHeader('Retry-After', String(secondsUntil(worst.resetTime, now, 1)));
     sendProblem(this.req, this.res, RATE_LIMITED);
   }
@@ -324,7 +334,19 @@ export interface Chain {
   readonly plan: HeaderPlan;
   readonly logger: Logger;
   readonly unavailable: GatewayError;
+  /** Hears each request's decision (metrics), when set. */
+  readonly decided: DecisionListener | undefined;
 }
+
+/**
+ * How a chain of limits decided on one request: `allowed`, `limited` (429), `skipped` (every
+ * limit's `skip` let it through uncounted), `unavailable` (503: the store is down and
+ * `onStoreError` is 'deny'), `error` (500: a key or limit function failed).
+ */
+export type RateLimitDecision = 'allowed' | 'limited' | 'skipped' | 'unavailable' | 'error';
+
+/** Hears a chain's decisions; it must not throw. */
+export type DecisionListener = (req: IncomingMessage, decision: RateLimitDecision) => void;
 
 /**
  * Composes limits (built once, perhaps shared by several chains: a gateway-wide limit counts
@@ -333,6 +355,7 @@ export interface Chain {
 export function composeLimits(
   limits: readonly Limit[],
   settings: Pick<ParsedSettings, 'standardHeaders' | 'legacyHeaders' | 'retryMs' | 'logger'>,
+  decided?: DecisionListener,
 ): (req: IncomingMessage, res: ServerResponse, next: Next) => void {
   const policy = limits.every((l) => l.fixed !== undefined)
     ? limits.map((l) => l.fixed!.policy).join(', ')
@@ -344,6 +367,7 @@ export function composeLimits(
     unavailable: new GatewayError('ERR_TURNPIKE_LIMITER_UNAVAILABLE', {
       headers: { 'retry-after': String(Math.max(1, Math.ceil(settings.retryMs / 1000))) },
     }),
+    decided,
   };
   return function turnpikeRateLimit(req, res, next) {
     new Run(chain, req, res, next).step();
