@@ -12,13 +12,16 @@ export interface ProblemBody {
   status: number;
   detail: string;
   requestId?: string;
+  /** The W3C trace id of the request, when the gateway traces (`tracing`). */
+  traceId?: string;
 }
 
 /** The problem body for an error; anything that is not a GatewayError becomes a generic 500. */
-export function toProblem(error: unknown, requestId?: string): ProblemBody {
+export function toProblem(error: unknown, requestId?: string, traceId?: string): ProblemBody {
   const e = isGatewayError(error) ? error : new GatewayError('ERR_TURNPIKE_INTERNAL');
   const body: ProblemBody = { type: e.type, title: e.title, status: e.status, detail: e.detail };
   if (requestId !== undefined) body.requestId = requestId;
+  if (traceId !== undefined) body.traceId = traceId;
   return body;
 }
 
@@ -34,7 +37,7 @@ export function sendProblem(req: RequestWithId, res: ServerResponse, error: unkn
     res.destroy();
     return;
   }
-  const problem = toProblem(error, req.id);
+  const problem = toProblem(error, req.id, req.trace?.traceId);
   const payload = JSON.stringify(problem);
   const headers: Record<string, string | number> = {
     'content-type': PROBLEM_CONTENT_TYPE,

@@ -26,7 +26,7 @@ export interface KeyValueStore {
 }
 
 /** A request that carries the id the gateway assigned (`req.id`). */
-export type RequestWithId = IncomingMessage & { id?: string };
+export type RequestWithId = IncomingMessage & { id?: string; trace?: { readonly traceId: string } };
 
 /**
  * How one upstream attempt ended, as the router reports it to a {@link TargetPicker}:
