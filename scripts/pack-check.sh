@@ -8,7 +8,7 @@ set -euo pipefail
 EXPRESS="${EXPRESS:-5}"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGES=(core balancer breaker limiter auth router gateway)
+PACKAGES=(core balancer breaker limiter auth metrics router gateway)
 
 PACK_DIR="$(mktemp -d -t turnpike-pack.XXXXXX)"
 APP_DIR="$(mktemp -d -t turnpike-app.XXXXXX)"

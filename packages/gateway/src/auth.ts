@@ -1,3 +1,4 @@
+import type { AuthRecorder } from './telemetry';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ConfigError, sendProblem, silentLogger, type Check, type Logger } from '@turnpike/core';
 import {
@@ -238,7 +239,7 @@ export class GatewayAuth {
   }
 
   /** The auth stage of one route, or none. */
-  stagesFor(route: RouteInfo): Middleware[] {
+  stagesFor(route: RouteInfo, record?: AuthRecorder): Middleware[] {
     const own = (route.options as { auth?: RouteAuth }).auth;
     const path = `routes[${route.index}].auth`;
     if (!this.configured) {
@@ -265,15 +266,22 @@ export class GatewayAuth {
     ): void => {
       const auth = (req as AuthenticatedRequest).auth;
       if (auth === undefined) {
-        if (optional) return next();
+        if (optional) {
+          record?.(req, 'none', 'anonymous');
+          return next();
+        }
+        record?.(req, 'none', 'missing');
         return sendProblem(req, res, this.missing);
       }
       if (roles !== undefined && !roles.some((r) => auth.roles.includes(r))) {
+        record?.(req, auth.method, 'forbidden');
         return sendProblem(req, res, noRole);
       }
       if (scopes !== undefined && !scopes.every((s) => auth.scopes.includes(s))) {
+        record?.(req, auth.method, 'forbidden');
         return sendProblem(req, res, noScope);
       }
+      record?.(req, auth.method, 'allowed');
       this.forward(req, auth);
       next();
     };
@@ -305,6 +313,18 @@ export class GatewayAuth {
     }
     if (optional) return next();
     sendProblem(req, res, this.missing);
+  }
+
+  /** The method a request's credential would be checked by ('none' without one), for a refusal's metrics. */
+  methodOf(req: IncomingMessage): string {
+    const header = this.apiKeyHeader;
+    const presented = header === undefined ? undefined : req.headers[header];
+    if (presented !== undefined && presented !== '') return 'api-key';
+    const authorization = req.headers.authorization;
+    if (authorization === undefined) return 'none';
+    const verifier = this.verifierFor(authorization);
+    if (verifier === undefined) return 'none';
+    return verifier === this.jwt ? 'jwt' : 'introspection';
   }
 
   /**

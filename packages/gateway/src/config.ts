@@ -41,6 +41,14 @@ import {
   type RouteRateLimit,
 } from './limits';
 import {
+  accessLogConfigCheck,
+  metricsConfigCheck,
+  metricsPath,
+  tracingConfigCheck,
+  type GatewayMetricsConfig,
+} from './telemetry';
+import type { AccessLogOptions, TracingOptions } from '@turnpike/metrics';
+import {
   breakerCheck,
   bulkheadCheck,
   checkGuards,
@@ -166,6 +174,23 @@ export interface GatewayConfig extends Pick<
    * closed by the gateway). Absent: everything stays in this process. Default: none.
    */
   redis?: string | RedisLike;
+  /**
+   * Prometheus series (see docs/observability.md): true, or `{ prefix, path, registry, buckets,
+   * defaultMetrics }`. In a registry of the gateway's own unless one is given; served under the
+   * mount only with `path` (`gateway.metrics.handler` serves it anywhere). Default: none.
+   */
+  metrics?: boolean | GatewayMetricsConfig;
+  /**
+   * One JSON line per request (winston on stdout by default): true, or `{ logger, sampleRate,
+   * query, redactQuery }`. Headers are never logged; credentials in the query are redacted. Default: none.
+   */
+  accessLog?: boolean | AccessLogOptions;
+  /**
+   * W3C trace context: `traceparent` read or started, sent upstream with a new span id per call,
+   * the trace id in logs and problem bodies; OpenTelemetry spans when `@opentelemetry/api` is
+   * installed. true, or `{ opentelemetry }`. Default: none.
+   */
+  tracing?: boolean | TracingOptions;
 }
 
 const serviceConfig = object<ServiceConfig>(
@@ -227,6 +252,9 @@ const gatewayConfig: Check<GatewayConfig> = object<GatewayConfig>(
     auth: gatewayAuthCheck,
     cors: corsCheck,
     helmet: helmetCheck,
+    metrics: metricsConfigCheck,
+    accessLog: accessLogConfigCheck,
+    tracing: tracingConfigCheck,
   },
   ['services', 'routes'],
 );
@@ -265,6 +293,7 @@ export function patternMatches(pattern: string, path: string): boolean {
  * concrete endpoint paths, which covers `**`, `*` and `:param` overlaps alike.
  */
 export function checkHealthOverlap(config: GatewayConfig): void {
+  checkMetricsOverlap(config);
   const health = healthSettings(config.health);
   if (health === undefined) return;
   const { path } = health;
@@ -274,6 +303,7 @@ export function checkHealthOverlap(config: GatewayConfig): void {
     `${path}/ready`,
     `${path}/services`,
     `${path}/services/x`,
+    `${path}/stats`,
   ];
   config.routes.forEach((route, i) => {
     const hit = endpoints.find((endpoint) => patternMatches(route.path, endpoint));
@@ -283,6 +313,30 @@ export function checkHealthOverlap(config: GatewayConfig): void {
         `a pattern that does not overlap the health endpoints under "${path}" ` +
           `(it matches "${hit}", which the gateway answers before any route; ` +
           'move the route or set health.path)',
+        route.path,
+      );
+    }
+  });
+}
+
+/** Refuses a route that could match the metrics endpoint, and an endpoint inside the health ones. */
+function checkMetricsOverlap(config: GatewayConfig): void {
+  const path = metricsPath(config.metrics);
+  if (path === undefined) return;
+  const health = healthSettings(config.health);
+  if (health !== undefined && (path === health.path || path.startsWith(`${health.path}/`))) {
+    throw new ConfigError(
+      'metrics.path',
+      `a path outside the health endpoints under "${health.path}"`,
+      path,
+    );
+  }
+  config.routes.forEach((route, i) => {
+    if (patternMatches(route.path, path)) {
+      throw new ConfigError(
+        `routes[${i}].path`,
+        `a pattern that does not overlap the metrics endpoint "${path}" ` +
+          '(the gateway answers it before any route; move the route or set metrics.path)',
         route.path,
       );
     }

@@ -2,7 +2,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Logger } from '@turnpike/core';
 import { HOST_LISTENERS } from './mount';
 import { answerNextError, isNextError, sendNotFound, type MountedRequest, type Next } from './next';
-import { assignRequestId } from './request-id';
+import { assignRequestId } from '@turnpike/metrics';
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 

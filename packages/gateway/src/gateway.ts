@@ -16,7 +16,13 @@ import {
   type ServiceOptions,
   type TurnpikeRouter,
 } from '@turnpike/router';
-import type { Bulkhead, CircuitBreaker, StateChangeEvent } from '@turnpike/breaker';
+import type {
+  Bulkhead,
+  CircuitBreaker,
+  CircuitStateName,
+  StateChangeEvent,
+} from '@turnpike/breaker';
+import type { TargetStatus } from '@turnpike/balancer';
 import {
   checkConfigShape,
   extensions,
@@ -42,7 +48,8 @@ import {
   type FixedMount,
 } from './mount';
 import { notFoundNext, type Next } from './next';
-import { assignRequestId } from './request-id';
+import { assignRequestId, type Metrics, type SeriesStats } from '@turnpike/metrics';
+import { Telemetry } from './telemetry';
 import { createUpgradeListener, type UpgradeMount } from './upgrade';
 
 /** Options of {@link Gateway.attach}. */
@@ -54,6 +61,27 @@ export interface AttachOptions {
    * without Express (the host's middleware does not run for them). Default false.
    */
   direct?: boolean;
+}
+
+/** One route in {@link Gateway.stats}; the counts and latencies only when `metrics` is on. */
+export interface RouteStats extends Partial<SeriesStats> {
+  /** The route's service; null for a handler route. */
+  service: string | null;
+}
+
+/** One service in {@link Gateway.stats}; the counts and latencies only when `metrics` is on. */
+export interface ServiceStats extends Partial<SeriesStats> {
+  /** Some target is usable now. */
+  ready: boolean;
+  targets: TargetStatus[];
+  /** The service circuit's state; null without a breaker. */
+  breaker: CircuitStateName | null;
+}
+
+/** What {@link Gateway.stats} returns (and `{health.path}/stats` serves): JSON a program can read. */
+export interface GatewayStats {
+  routes: Record<string, RouteStats>;
+  services: Record<string, ServiceStats>;
 }
 
 /** The gateway: an Express router to mount, plus attachment to a server, a server of its own, and shutdown. */
@@ -98,6 +126,16 @@ export interface Gateway extends express.Router {
    * whether or not `health` is set in the config.
    */
   healthRouter(options?: { details?: boolean }): express.Router;
+  /**
+   * The gateway's Prometheus series when `metrics` is on (else undefined): `registry`, and
+   * `handler` to serve them elsewhere (`internal.get('/metrics', gateway.metrics.handler)`).
+   */
+  readonly metrics: Metrics | undefined;
+  /**
+   * Per route and per service: requests, errors and latency percentiles (from the histograms,
+   * with `metrics` on), health and breaker state. Served at `{health.path}/stats` with `details`.
+   */
+  stats(): Promise<GatewayStats>;
   /** Stops everything the gateway started: keep-alive sockets, WebSockets, listeners, its own servers. Idempotent. */
   close(): Promise<void>;
 }
@@ -125,6 +163,8 @@ const DYNAMIC = Symbol('dynamic mount');
 export function createGateway(config: GatewayConfig): Gateway {
   const cfg = checkConfigShape(config);
   const logger = cfg.logger ?? silentLogger;
+  // Metrics, the access log and tracing first: the limiter and auth stages record into them.
+  const telemetry = new Telemetry(cfg);
   const byName = new Map<string, Balancer>();
   const balancers: Balancer[] = [];
   const services: Record<string, ServiceOptions> = {};
@@ -137,7 +177,12 @@ export function createGateway(config: GatewayConfig): Gateway {
   const edge = new Edge(cfg.cors, cfg.helmet, cfg.routes, patternMatches, logger);
   try {
     auth = new GatewayAuth(cfg.auth, cfg.identityHeaders, logger);
-    limits = new RateLimits(cfg.rateLimit, cfg.redis as LimiterRedis | undefined, cfg.logger);
+    limits = new RateLimits(
+      cfg.rateLimit,
+      cfg.redis as LimiterRedis | undefined,
+      cfg.logger,
+      telemetry.rateLimitRecorder,
+    );
     guards = new Guards(cfg.services, cfg.redis, logger);
     for (const [name, service] of Object.entries(cfg.services)) {
       const {
@@ -168,6 +213,9 @@ export function createGateway(config: GatewayConfig): Gateway {
       auth: _auth,
       cors: _cors,
       helmet: _helmet,
+      metrics: _metrics,
+      accessLog: _accessLog,
+      tracing: _tracing,
       ...routerOptions
     } = cfg;
     const g = guards;
@@ -181,7 +229,7 @@ export function createGateway(config: GatewayConfig): Gateway {
       extensions,
       stages: (route) => [
         ...edge.stagesFor(route),
-        ...a.stagesFor(route),
+        ...a.stagesFor(route, telemetry.authRecorder(route)),
         ...l.stagesFor(route),
         ...g.stagesFor(route),
       ],
@@ -198,8 +246,33 @@ export function createGateway(config: GatewayConfig): Gateway {
   const circuits = guards;
   // Circuits and bulkheads count each request's one outcome (its retries included).
   if (circuits.any) router.onOutcome(circuits.onOutcome);
-  const endpoints = new HealthEndpoints(byName);
-  const inner = healthFirst(router, endpoints, healthSettings(cfg.health));
+  telemetry.methodOf = (req) => authn.methodOf(req);
+  telemetry.wire(router, balancers, circuits);
+
+  async function stats(): Promise<GatewayStats> {
+    const counted = await telemetry.metrics?.requestStats();
+    const none: SeriesStats = { requests: 0, errors: 0, latencyMs: null };
+    const routes: Record<string, RouteStats> = {};
+    for (const r of router.routes) {
+      routes[r.name] = {
+        service: r.service ?? null,
+        ...(counted && (counted.routes[r.name] ?? none)),
+      };
+    }
+    const services: Record<string, ServiceStats> = {};
+    for (const [name, b] of byName) {
+      services[name] = {
+        ready: b.hasHealthy(),
+        targets: b.status(),
+        breaker: circuits.breaker(name)?.state.kind ?? null,
+        ...(counted && (counted.services[name] ?? none)),
+      };
+    }
+    return { routes, services };
+  }
+
+  const endpoints = new HealthEndpoints(byName, stats);
+  const inner = endpointsFirst(router, endpoints, healthSettings(cfg.health), telemetry);
   // The edge in front: a lane with a host app behind it (Express's next, the direct lane) lets
   // a request leave without the edge's headers; listen() and a bare call answer it themselves.
   const dispatch = edge.handler(inner, true);
@@ -245,6 +318,8 @@ export function createGateway(config: GatewayConfig): Gateway {
   gateway.breaker = (name) => circuits.breaker(name);
   gateway.bulkhead = (name) => circuits.bulkhead(name);
   gateway.onBreakerStateChange = (listener) => circuits.onStateChange(listener);
+  Object.defineProperty(gateway, 'metrics', { value: telemetry.metrics, enumerable: true });
+  gateway.stats = stats;
   gateway.healthRouter = (options = {}) =>
     endpoints.router(healthRouterOptions(options, 'healthRouter.options').details ?? false);
   for (const method of ROUTER_METHODS) {
@@ -366,6 +441,7 @@ export function createGateway(config: GatewayConfig): Gateway {
     const closing = [...own].map(closeServer);
     own.clear();
     for (const b of balancers) b.close();
+    telemetry.close();
     await router.close(); // its WebSockets too: the servers' close waits for them
     authn.close();
     await Promise.all([...closing, circuits.close(), rateLimits.close()]);
@@ -381,26 +457,38 @@ const QUESTION = 63;
 
 /**
  * What every lane (the Express handler, listen(), the direct lane) calls with a request
- * relative to the mount: the health endpoints first when they are on, then the router.
- * Without health it is the router itself; with it, one prefix comparison per request.
+ * relative to the mount: the metrics and health endpoints first when they are on, then the
+ * request's trace context, then the router. With neither endpoint nor tracing it is the router
+ * itself; with them, a prefix comparison or two per request.
  */
-function healthFirst(
+function endpointsFirst(
   router: TurnpikeRouter,
   endpoints: HealthEndpoints,
   health: { path: string; details: boolean } | undefined,
+  telemetry: Telemetry,
 ): Handler {
-  if (health === undefined) return router;
-  const { path, details } = health;
-  const length = path.length;
-  return function turnpikeHealthFirst(req, res, next) {
+  const metricsPath = telemetry.metricsPath;
+  const scrape = telemetry.metrics?.handler;
+  const tracing = telemetry.tracing;
+  if (health === undefined && metricsPath === undefined && tracing === undefined) return router;
+  const path = health?.path;
+  const details = health?.details ?? false;
+  const length = path?.length ?? 0;
+  const metricsLength = metricsPath?.length ?? 0;
+  return function turnpikeEndpointsFirst(req, res, next) {
     const url = req.url!;
-    if (url.startsWith(path)) {
+    if (path !== undefined && url.startsWith(path)) {
       const after = url.charCodeAt(length); // NaN at the end
       if (after === SLASH || after === QUESTION || url.length === length) {
         const q = url.indexOf('?', length);
         if (endpoints.serve(url.slice(length, q === -1 ? undefined : q), req, res, details)) return;
       }
     }
+    if (metricsPath !== undefined && url.startsWith(metricsPath)) {
+      const after = url.charCodeAt(metricsLength);
+      if (after === QUESTION || url.length === metricsLength) return scrape!(req, res);
+    }
+    if (tracing !== undefined) tracing.enter(req, res);
     router(req, res, next);
   };
 }

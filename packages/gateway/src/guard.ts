@@ -21,6 +21,7 @@ import {
   type Sharing,
   type StateChangeEvent,
   type Waiter,
+  type CircuitStateName,
 } from '@turnpike/breaker';
 import {
   answerFailure,
@@ -343,6 +344,15 @@ export class Guards {
   };
 
   /** Subscribes to the state changes of every circuit; returns the disposer. */
+  /** Every circuit's state now, for the state gauge (`route` '' for a service's circuit). */
+  circuitSamples(): { service: string; route: string; state: CircuitStateName }[] {
+    return this.circuits.map((c) => ({
+      service: c.name,
+      route: c.route ?? '',
+      state: c.state.kind,
+    }));
+  }
+
   onStateChange(listener: (event: StateChangeEvent) => void): () => void {
     const off = this.circuits.map((c) => c.onStateChange(listener));
     return () => {

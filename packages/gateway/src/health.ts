@@ -31,13 +31,17 @@ export interface ServicesHealthBody {
 }
 
 const NOT_FOUND = new GatewayError('ERR_TURNPIKE_ROUTE_NOT_FOUND');
+const STATS_FAILED = new GatewayError('ERR_TURNPIKE_INTERNAL');
 const METHOD_NOT_ALLOWED = new GatewayError('ERR_TURNPIKE_METHOD_NOT_ALLOWED', {
   headers: { allow: 'GET, HEAD' },
 });
 
 /** The health endpoints over a gateway's balancers; the same handlers serve every lane and healthRouter(). */
 export class HealthEndpoints {
-  constructor(private readonly balancers: ReadonlyMap<string, Balancer>) {}
+  constructor(
+    private readonly balancers: ReadonlyMap<string, Balancer>,
+    private readonly stats: () => Promise<object>,
+  ) {}
 
   /**
    * Answers a request whose path, below the health path, is `rest` ('/live', '/ready', and with
@@ -50,6 +54,7 @@ export class HealthEndpoints {
     if (path === '/live') this.live(req, res);
     else if (path === '/ready') this.ready(req, res);
     else if (details && path === '/services') this.services(req, res);
+    else if (details && path === '/stats') this.statsOf(req, res);
     else if (details && path.startsWith('/services/') && !path.includes('/', 10)) {
       this.service(decode(path.slice('/services/'.length)), req, res);
     } else return false;
@@ -75,6 +80,15 @@ export class HealthEndpoints {
     send(req, res, 200, { services } satisfies ServicesHealthBody);
   }
 
+  /** `GET {path}/stats`: the gateway's stats (see `Gateway.stats()`). */
+  statsOf(req: MountedRequest, res: ServerResponse): void {
+    if (!allowed(req, res)) return;
+    this.stats().then(
+      (body) => send(req, res, 200, body),
+      () => sendProblem(req, res, STATS_FAILED),
+    );
+  }
+
   service(name: string | undefined, req: MountedRequest, res: ServerResponse): void {
     if (!allowed(req, res)) return;
     const balancer = name === undefined ? undefined : this.balancers.get(name);
@@ -92,6 +106,7 @@ export class HealthEndpoints {
     router.all('/ready', (req, res) => this.ready(req, res));
     if (details) {
       router.all('/services', (req, res) => this.services(req, res));
+      router.all('/stats', (req, res) => this.statsOf(req, res));
       router.all('/services/:name', (req, res) => this.service(String(req.params.name), req, res));
     }
     return router;

@@ -1,6 +1,7 @@
 /** createGateway(config): the gateway as an Express router, with attach() (the direct lane too), listen() and close(). */
 export { createGateway } from './gateway';
-export type { Gateway, AttachOptions } from './gateway';
+export type { Gateway, AttachOptions, GatewayStats, RouteStats, ServiceStats } from './gateway';
+export type { GatewayMetricsConfig, AuthResult } from './telemetry';
 /** Config validation, usable before creating anything (e.g. in a CI check of a config file). */
 export { validateConfig } from './config';
 export type { GatewayConfig, HealthOptions, ServiceConfig } from './config';
@@ -16,8 +17,17 @@ export type {
   ServiceHealthBody,
   ServicesHealthBody,
 } from './health';
-/** The request id step, usable alone. */
-export { assignRequestId } from './request-id';
+/** The request id step, usable alone (it lives in @turnpike/metrics). */
+export { assignRequestId } from '@turnpike/metrics';
+export type {
+  Metrics,
+  MetricsOptions,
+  AccessLogOptions,
+  AccessLogEntry,
+  TracingOptions,
+  TraceContext,
+  SeriesStats,
+} from '@turnpike/metrics';
 /** The pieces, re-exported so that one install gives everything. */
 export {
   GatewayError,

@@ -13,6 +13,7 @@ import {
   type ParsedSettings,
   type RateLimitParts,
   type RedisLike,
+  type DecisionListener,
 } from '@turnpike/limiter';
 import type { Middleware, RouteInfo } from '@turnpike/router';
 
@@ -124,6 +125,8 @@ export class RateLimits {
     config: GatewayRateLimit | false | undefined,
     redis: string | RedisLike | undefined,
     logger: Logger | undefined,
+    /** A route's decision listener (metrics), if any. */
+    private readonly recorder: (route: RouteInfo) => DecisionListener | undefined = () => undefined,
   ) {
     const parts =
       config === undefined || config === false
@@ -152,7 +155,11 @@ export class RateLimits {
     const mine = specs.map(
       (spec, i) => new Limit(spec, names[i]!, this.context(`route:${routeKey}:${names[i]}:`)),
     );
-    const stage = composeLimits([...this.global, ...mine], this.settings) as Middleware & {
+    const stage = composeLimits(
+      [...this.global, ...mine],
+      this.settings,
+      this.recorder(route),
+    ) as Middleware & {
       close?: () => void;
     };
     // The router closes a route's stages when it closes or reloads: the route's own limits go.

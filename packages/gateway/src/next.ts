@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GatewayError, isGatewayError, sendProblem, type Logger } from '@turnpike/core';
-import { assignRequestId } from './request-id';
+import { assignRequestId } from '@turnpike/metrics';
 
 /** The request as Express leaves it after a mount (set by the direct lane and upgrades too). */
 export type MountedRequest = IncomingMessage & {

@@ -4,7 +4,7 @@ import { GatewayError, sendProblem } from '@turnpike/core';
 import { createUpgradeResponse, type TurnpikeRouter } from '@turnpike/router';
 import type { ExpressAppLike } from './mount';
 import { sendNotFound, type MountedRequest } from './next';
-import { assignRequestId } from './request-id';
+import { assignRequestId } from '@turnpike/metrics';
 
 /** A server's 'upgrade' listener. */
 export type UpgradeListener = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;

@@ -19,3 +19,14 @@ export function assignRequestId(
   if (res !== undefined) res.setHeader('x-request-id', id);
   return id;
 }
+
+/**
+ * {@link assignRequestId} as Express middleware: `app.use(requestId())` gives every request
+ * `req.id` and an `X-Request-ID` response header (the client's, when it is safe).
+ */
+export function requestId(): (req: IncomingMessage, res: ServerResponse, next: () => void) => void {
+  return function turnpikeRequestId(req, res, next) {
+    assignRequestId(req, res);
+    next();
+  };
+}

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { assignRequestId } from '@turnpike/gateway';
+import { assignRequestId } from '@turnpike/metrics';
+import { assignRequestId as fromGateway } from '@turnpike/gateway';
 import { closedAfterEach } from '../../../test/helpers/expectations';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -139,4 +140,8 @@ describe('assignRequestId', () => {
     const out = await assign({ 'X-Request-ID': 'abc' }, { withResponse: false });
     expect([out.reqId, out.upstream, out.response]).toEqual(['abc', 'abc', undefined]);
   });
+});
+
+test('the gateway re-exports the request id step it moved here: the same function', () => {
+  expect(fromGateway).toBe(assignRequestId);
 });

@@ -1,0 +1,218 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import winston from 'winston';
+import {
+  ConfigError,
+  array,
+  logger as loggerCheck,
+  number,
+  object,
+  boolean,
+  string,
+  type Check,
+  type Logger,
+} from '@turnpike/core';
+
+/** Options of {@link createAccessLog}. */
+export interface AccessLogOptions {
+  /** Where the lines go: a winston logger, or any {@link Logger} (its `info`). Default: a winston JSON logger on stdout. */
+  logger?: Logger;
+  /**
+   * The share of requests logged, from 0 to 1. Requests answered 5xx, or that failed
+   * upstream or lost their client, are always logged. Default 1.
+   */
+  sampleRate?: number;
+  /** Log the query string (its redacted parameters' values replaced). Default false: the path only. */
+  query?: boolean;
+  /** Query parameters whose values never appear, beside {@link REDACTED_QUERY} (case-insensitive). Default none. */
+  redactQuery?: readonly string[];
+}
+
+/** Query parameters always redacted: credentials that clients put in URLs. */
+export const REDACTED_QUERY: readonly string[] = Object.freeze([
+  'access_token',
+  'api_key',
+  'apikey',
+  'api-key',
+  'key',
+  'token',
+  'id_token',
+  'refresh_token',
+  'code',
+  'password',
+  'secret',
+  'client_secret',
+  'signature',
+  'sig',
+  'x-amz-signature',
+  'x-amz-credential',
+  'x-amz-security-token',
+]);
+
+/** One access log line's fields (the message is `request`). Headers are never logged. */
+export interface AccessLogEntry {
+  /** ISO 8601 time the request ended. */
+  time: string;
+  requestId: string | undefined;
+  traceId: string | undefined;
+  method: string | undefined;
+  /** The path under the mount; the query only with `query: true`, redacted. */
+  path: string;
+  /** The route's name; '' when none matched. */
+  route: string;
+  /** The service; '' for a handler route or none. */
+  service: string;
+  /** The URL of the target that answered (the last one called); '' when none was called. */
+  target: string;
+  status: number;
+  /** How the request ended: an outcome kind of @turnpike/router, or `unrouted` (404, 405, a refused path). */
+  outcome: string;
+  durationMs: number;
+  /** The answering upstream call, to its response head; null when none was made. */
+  upstreamMs: number | null;
+  bytesIn: number;
+  bytesOut: number;
+  /** The client address, as the gateway's `trustProxy` computed it. */
+  client: string | undefined;
+  /** `req.auth.subject`, when a credential was proven. */
+  subject: string | undefined;
+  retries: number;
+}
+
+const REDACTED = '[REDACTED]';
+
+/** Checks createAccessLog()'s options (a ConfigError naming the field). */
+export const accessLogOptionsCheck: Check<AccessLogOptions> = object<AccessLogOptions>({
+  logger: loggerCheck,
+  sampleRate: number({ min: 0, max: 1 }),
+  query: boolean,
+  redactQuery: array(string({ minLength: 1, expected: 'a query parameter name' })),
+});
+
+/** The default logger: winston, one JSON line per entry on stdout. */
+export function defaultAccessLogger(): Logger {
+  return winston.createLogger({
+    level: 'info',
+    format: winston.format.json(),
+    transports: [new winston.transports.Console()],
+  });
+}
+
+/** Writes access log lines; built once by {@link createAccessLog}. */
+export class AccessLog {
+  readonly logger: Logger;
+  private readonly sampleRate: number;
+  private readonly query: boolean;
+  private readonly redact: ReadonlySet<string>;
+
+  constructor(options: AccessLogOptions = {}, path = 'accessLog') {
+    const o = accessLogOptionsCheck(options, path);
+    this.logger = o.logger ?? defaultAccessLogger();
+    this.sampleRate = o.sampleRate ?? 1;
+    this.query = o.query ?? false;
+    this.redact = new Set(
+      [...REDACTED_QUERY, ...(o.redactQuery ?? [])].map((n) => n.toLowerCase()),
+    );
+  }
+
+  /**
+   * Whether a request that ended so is logged: always when it failed (5xx, no answer, an
+   * upstream failure), else with the sample rate.
+   */
+  wants(status: number, failed: boolean): boolean {
+    if (failed || status >= 500 || status === 0) return true;
+    const rate = this.sampleRate;
+    return rate >= 1 || (rate > 0 && Math.random() < rate);
+  }
+
+  /** The path to log for a request URL: without the query, or with it redacted. */
+  pathOf(url: string): string {
+    const q = url.indexOf('?');
+    if (q === -1) return url;
+    if (!this.query) return url.slice(0, q);
+    return url.slice(0, q + 1) + this.redactQuery(url.slice(q + 1));
+  }
+
+  private redactQuery(query: string): string {
+    const parts = query.split('&');
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i]!;
+      const eq = part.indexOf('=');
+      const raw = eq === -1 ? part : part.slice(0, eq);
+      let name: string;
+      try {
+        name = decodeURIComponent(raw.replace(/\+/g, ' ')).toLowerCase();
+      } catch {
+        // A name that does not decode cannot be checked: its value is not shown.
+        parts[i] = `${raw}=${REDACTED}`;
+        continue;
+      }
+      if (this.redact.has(name)) parts[i] = `${raw}=${REDACTED}`;
+    }
+    return parts.join('&');
+  }
+
+  /**
+   * Logs any Express app's requests (`app.use(log.middleware)`), one line each once the
+   * response ends: the fields the gateway writes, from what Express knows (`route` is the
+   * matched pattern, `client` is `req.ip`, the bytes are the bodies' Content-Length).
+   */
+  readonly middleware = (req: IncomingMessage, res: ServerResponse, next: () => void): void => {
+    const start = performance.now();
+    res.once('close', () => {
+      const finished = res.writableFinished;
+      const status = res.headersSent ? res.statusCode : 0;
+      if (!this.wants(status, !finished)) return;
+      const r = req as IncomingMessage & {
+        id?: string;
+        trace?: { traceId: string };
+        originalUrl?: string;
+        baseUrl?: string;
+        ip?: string;
+        route?: { path?: string | RegExp | (string | RegExp)[] };
+        auth?: { subject?: string };
+      };
+      this.write({
+        time: new Date().toISOString(),
+        requestId: r.id,
+        traceId: r.trace?.traceId,
+        method: req.method,
+        path: this.pathOf(r.originalUrl ?? req.url ?? '/'),
+        route: r.route?.path === undefined ? '' : `${r.baseUrl ?? ''}${String(r.route.path)}`,
+        service: '',
+        target: '',
+        status,
+        outcome: finished ? 'complete' : 'client-gone',
+        durationMs: Math.round((performance.now() - start) * 1000) / 1000,
+        upstreamMs: null,
+        bytesIn: Number(req.headers['content-length']) || 0,
+        bytesOut: Number(res.getHeader('content-length')) || 0,
+        client: r.ip ?? req.socket.remoteAddress,
+        subject: r.auth?.subject,
+        retries: 0,
+      });
+    });
+    next();
+  };
+
+  /** Writes one line. A logger that throws is not the request's problem: the line is dropped. */
+  write(entry: AccessLogEntry): void {
+    try {
+      this.logger.info('request', entry as unknown as Record<string, unknown>);
+    } catch {
+      // dropped
+    }
+  }
+}
+
+/**
+ * The access log, usable alone: `createAccessLog({ logger })` and then `log.write(entry)`; the
+ * gateway's `accessLog` writes one line per request from its outcomes. Throws a ConfigError
+ * naming the field for bad options.
+ */
+export function createAccessLog(options: AccessLogOptions = {}): AccessLog {
+  if (typeof options !== 'object' || options === null) {
+    throw new ConfigError('accessLog', 'an object', options);
+  }
+  return new AccessLog(options, 'accessLog');
+}

@@ -1,0 +1,498 @@
+import { METHODS, type IncomingMessage, type ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+  type LabelValues,
+} from 'prom-client';
+import {
+  ConfigError,
+  GatewayError,
+  array,
+  boolean,
+  number,
+  object,
+  sendProblem,
+  string,
+  type Check,
+} from '@turnpike/core';
+
+/** Options of {@link createMetrics}. */
+export interface MetricsOptions {
+  /** Prefix of every series name. Default `'gateway_'`. */
+  prefix?: string;
+  /** The prom-client registry to register in. Default: a new one of its own (never prom-client's global one). */
+  registry?: Registry;
+  /** Buckets of the duration histograms, in seconds, ascending. Default {@link DEFAULT_BUCKETS} (1 ms to 60 s). */
+  buckets?: readonly number[];
+  /** Also collect prom-client's process metrics (CPU, memory, event loop lag, GC) in the registry. Default false. */
+  defaultMetrics?: boolean;
+}
+
+/** Duration buckets suited to a proxy, in seconds: 1 ms to 60 s. */
+export const DEFAULT_BUCKETS: readonly number[] = Object.freeze([
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+]);
+
+/** Body size buckets, in bytes: 64 B to 16 MiB. */
+export const BYTE_BUCKETS: readonly number[] = Object.freeze([
+  64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
+]);
+
+/** One target of a service, as the gauges read it at scrape time. */
+export interface TargetSample {
+  readonly service: string;
+  readonly target: string;
+  readonly healthy: boolean;
+  readonly inFlight: number;
+}
+
+/** One circuit, as the state gauge reads it at scrape time; `route` is '' for a service's circuit. */
+export interface CircuitSample {
+  readonly service: string;
+  readonly route: string;
+  readonly state: 'closed' | 'open' | 'half-open';
+}
+
+/** What {@link Metrics.requestStats} reads from the series: per route or per service. */
+export interface SeriesStats {
+  requests: number;
+  /** Requests answered 5xx, or that got no answer (the client left, the upstream cut off). */
+  errors: number;
+  /** Latency percentiles in ms, estimated from the histogram's buckets; null before any request. */
+  latencyMs: { p50: number; p90: number; p99: number } | null;
+}
+
+const CIRCUIT_STATE = { closed: 0, open: 1, 'half-open': 2 } as const;
+const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
+const METHOD_NOT_ALLOWED = new GatewayError('ERR_TURNPIKE_METHOD_NOT_ALLOWED', {
+  headers: { allow: 'GET, HEAD' },
+});
+const SCRAPE_FAILED = new GatewayError('ERR_TURNPIKE_INTERNAL');
+
+/** Checks createMetrics()'s options (a ConfigError naming the field). */
+export const metricsOptionsCheck: Check<MetricsOptions> = object<MetricsOptions>({
+  prefix: string({
+    pattern: /^[a-zA-Z_:][a-zA-Z0-9_:]*$/,
+    expected: 'a Prometheus name prefix ([a-zA-Z_:][a-zA-Z0-9_:]*), e.g. "gateway_"',
+  }),
+  registry: (value, path) => {
+    const r = value as Partial<Registry> | null;
+    if (
+      typeof r !== 'object' ||
+      r === null ||
+      typeof r.metrics !== 'function' ||
+      typeof r.getSingleMetric !== 'function' ||
+      typeof r.registerMetric !== 'function'
+    ) {
+      throw new ConfigError(path, 'a prom-client Registry', value);
+    }
+    return value as Registry;
+  },
+  buckets: (value, path) => {
+    const list = array(number({ min: 0 }), { min: 1 })(value, path);
+    list.forEach((b, i) => {
+      if (i > 0 && b <= list[i - 1]!) {
+        throw new ConfigError(`${path}[${i}]`, 'buckets in ascending order, each larger', b);
+      }
+    });
+    return list;
+  },
+  defaultMetrics: boolean,
+});
+
+/** The children of one request series, bound once per label set. */
+interface RequestSeries {
+  readonly count: { inc(): void };
+  readonly duration: { observe(v: number): void };
+  readonly requestBytes: { observe(v: number): void };
+  readonly responseBytes: { observe(v: number): void };
+}
+
+type Child = { inc(): void };
+
+/** A label value for an HTTP method: the method, or `other` for one Node does not know. */
+function methodLabel(method: string | undefined): string {
+  return method !== undefined && KNOWN_METHODS.has(method) ? method : 'other';
+}
+
+/**
+ * The Prometheus series of a gateway (or of any Express app, through `middleware`), on
+ * prom-client, in a registry of their own. Label values are route names, service names,
+ * target URLs and closed lists (methods, statuses, kinds): never a raw path, so a flood of
+ * distinct paths adds no series. Each label set's children are bound once and kept.
+ */
+export class Metrics {
+  readonly registry: Registry;
+  readonly prefix: string;
+  readonly requests: Counter<'method' | 'route' | 'service' | 'status'>;
+  readonly requestDuration: Histogram<'method' | 'route' | 'service'>;
+  readonly requestBytes: Histogram<'route' | 'service'>;
+  readonly responseBytes: Histogram<'route' | 'service'>;
+  readonly upstreamDuration: Histogram<'service' | 'target'>;
+  readonly upstreamErrors: Counter<'service' | 'kind'>;
+  readonly upstreamHealth: Gauge<'service' | 'target'>;
+  readonly upstreamInFlight: Gauge<'service' | 'target'>;
+  readonly ejections: Counter<'service' | 'target'>;
+  readonly retries: Counter<'service' | 'reason'>;
+  readonly hedges: Counter<'service'>;
+  readonly circuitState: Gauge<'service' | 'route'>;
+  readonly circuitTransitions: Counter<'service' | 'route' | 'from' | 'to'>;
+  readonly rateLimits: Counter<'route' | 'result'>;
+  readonly auths: Counter<'route' | 'method' | 'result'>;
+  readonly caches: Counter<'route' | 'result'>;
+
+  private readonly requestSeries = new Map<string, RequestSeries>();
+  private readonly upstreamSeries = new Map<string, { observe(v: number): void }>();
+  private readonly counterSeries = new Map<Counter<string>, Map<string, Child>>();
+  private readonly targetSources = new Set<() => Iterable<TargetSample>>();
+  private readonly circuitSources = new Set<() => Iterable<CircuitSample>>();
+
+  constructor(options: MetricsOptions = {}, path = 'metrics') {
+    const o = metricsOptionsCheck(options, path);
+    const prefix = o.prefix ?? 'gateway_';
+    const registry = o.registry ?? new Registry();
+    const taken = registry.getSingleMetric(`${prefix}requests_total`);
+    if (taken !== undefined) {
+      throw new ConfigError(
+        o.registry !== undefined ? `${path}.registry` : `${path}.prefix`,
+        `a registry without "${prefix}" Turnpike series (another gateway or createMetrics() ` +
+          'registered them): give each one its own registry or prefix',
+        prefix,
+      );
+    }
+    this.registry = registry;
+    this.prefix = prefix;
+    const buckets = [...(o.buckets ?? DEFAULT_BUCKETS)];
+    const registers = [registry];
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
+      new Counter<L>({ name: prefix + name, help, labelNames, registers });
+    const histogram = <L extends string>(
+      name: string,
+      help: string,
+      labelNames: L[],
+      b: number[],
+    ) => new Histogram<L>({ name: prefix + name, help, labelNames, buckets: b, registers });
+
+    this.requests = counter('requests_total', 'Requests answered, by route and status.', [
+      'method',
+      'route',
+      'service',
+      'status',
+    ]);
+    this.requestDuration = histogram(
+      'request_duration_seconds',
+      'Time from the route match to the end of the response, in seconds.',
+      ['method', 'route', 'service'],
+      buckets,
+    );
+    this.requestBytes = histogram(
+      'request_bytes',
+      'Request body bytes sent upstream (or declared by Content-Length when none went).',
+      ['route', 'service'],
+      [...BYTE_BUCKETS],
+    );
+    this.responseBytes = histogram(
+      'response_bytes',
+      "Response body bytes received from the upstream that answered (the gateway's own answers count 0).",
+      ['route', 'service'],
+      [...BYTE_BUCKETS],
+    );
+    this.upstreamDuration = histogram(
+      'upstream_duration_seconds',
+      'Each upstream call, from its start to the response head (to its end when no head came), in seconds.',
+      ['service', 'target'],
+      buckets,
+    );
+    this.upstreamErrors = counter(
+      'upstream_errors_total',
+      'Upstream calls that failed, by how (refused, dns, connect-timeout, reset, timeout, protocol, bad-status, cut-off).',
+      ['service', 'kind'],
+    );
+    const targetSources = this.targetSources;
+    const health: Gauge<'service' | 'target'> = new Gauge({
+      name: `${prefix}upstream_health`,
+      help: 'Whether a target takes traffic: 1 healthy, 0 unhealthy, ejected or draining.',
+      labelNames: ['service', 'target'],
+      registers,
+      collect() {
+        health.reset();
+        inFlight.reset();
+        for (const source of targetSources) {
+          for (const t of source()) {
+            const labels = { service: t.service, target: t.target };
+            health.set(labels, t.healthy ? 1 : 0);
+            inFlight.set(labels, t.inFlight);
+          }
+        }
+      },
+    });
+    const inFlight: Gauge<'service' | 'target'> = new Gauge({
+      name: `${prefix}upstream_in_flight`,
+      help: 'Upstream calls in flight to a target.',
+      labelNames: ['service', 'target'],
+      registers,
+    });
+    this.upstreamHealth = health;
+    this.upstreamInFlight = inFlight;
+    this.ejections = counter(
+      'upstream_ejections_total',
+      'Targets ejected by passive health (outlier detection).',
+      ['service', 'target'],
+    );
+    this.retries = counter('retries_total', 'Retries sent, by why the try before failed.', [
+      'service',
+      'reason',
+    ]);
+    this.hedges = counter('hedges_total', 'Hedged requests sent.', ['service']);
+    const circuitSources = this.circuitSources;
+    const circuit: Gauge<'service' | 'route'> = new Gauge({
+      name: `${prefix}circuit_breaker_state`,
+      help: 'A circuit breaker state: 0 closed, 1 open, 2 half-open (route is "" for a service circuit).',
+      labelNames: ['service', 'route'],
+      registers,
+      collect() {
+        circuit.reset();
+        for (const source of circuitSources) {
+          for (const c of source()) {
+            circuit.set({ service: c.service, route: c.route }, CIRCUIT_STATE[c.state]);
+          }
+        }
+      },
+    });
+    this.circuitState = circuit;
+    this.circuitTransitions = counter(
+      'circuit_breaker_transitions_total',
+      'Circuit breaker state changes.',
+      ['service', 'route', 'from', 'to'],
+    );
+    this.rateLimits = counter('rate_limit_total', 'Rate limit decisions.', ['route', 'result']);
+    this.auths = counter('auth_total', 'Authentication decisions.', ['route', 'method', 'result']);
+    this.caches = counter('cache_total', 'Response cache lookups.', ['route', 'result']);
+    if (o.defaultMetrics === true) collectDefaultMetrics({ register: registry, prefix });
+  }
+
+  /** Counts one request that ended: its status, duration and bytes. */
+  observeRequest(
+    method: string | undefined,
+    route: string,
+    service: string,
+    status: number,
+    seconds: number,
+    requestBytes: number,
+    responseBytes: number,
+  ): void {
+    const m = methodLabel(method);
+    const key = `${m}\0${status}\0${route}\0${service}`;
+    let s = this.requestSeries.get(key);
+    if (s === undefined) {
+      s = {
+        count: this.requests.labels(m, route, service, String(status)),
+        duration: this.requestDuration.labels(m, route, service),
+        requestBytes: this.requestBytes.labels(route, service),
+        responseBytes: this.responseBytes.labels(route, service),
+      };
+      this.requestSeries.set(key, s);
+    }
+    s.count.inc();
+    s.duration.observe(seconds);
+    s.requestBytes.observe(requestBytes);
+    s.responseBytes.observe(responseBytes);
+  }
+
+  /** One upstream call's duration. */
+  observeUpstream(service: string, target: string, seconds: number): void {
+    const key = `${service}\0${target}`;
+    let child = this.upstreamSeries.get(key);
+    if (child === undefined) {
+      child = this.upstreamDuration.labels(service, target);
+      this.upstreamSeries.set(key, child);
+    }
+    child.observe(seconds);
+  }
+
+  /** Adds one to a counter's series; the label values in its label order. */
+  count(counter: Counter<string>, ...values: string[]): void {
+    let children = this.counterSeries.get(counter);
+    if (children === undefined) {
+      children = new Map();
+      this.counterSeries.set(counter, children);
+    }
+    const key = values.join('\0');
+    let child = children.get(key);
+    if (child === undefined) {
+      child = counter.labels(...values);
+      children.set(key, child);
+    }
+    child.inc();
+  }
+
+  /** Targets to report in `upstream_health` and `upstream_in_flight`, read at each scrape; returns the disposer. */
+  watchTargets(source: () => Iterable<TargetSample>): () => void {
+    this.targetSources.add(source);
+    return () => this.targetSources.delete(source);
+  }
+
+  /** Circuits to report in `circuit_breaker_state`, read at each scrape; returns the disposer. */
+  watchCircuits(source: () => Iterable<CircuitSample>): () => void {
+    this.circuitSources.add(source);
+    return () => this.circuitSources.delete(source);
+  }
+
+  /**
+   * Counts any Express app's requests (`app.use(metrics.middleware)`): method, the matched
+   * route's pattern (`req.baseUrl` + `req.route.path`; `route=""` when none matched), status,
+   * duration, and the bodies' Content-Length. `service` is "".
+   */
+  readonly middleware = (req: IncomingMessage, res: ServerResponse, next: () => void): void => {
+    const start = performance.now();
+    res.once('close', () => {
+      const r = req as IncomingMessage & {
+        route?: { path?: string | RegExp | (string | RegExp)[] };
+        baseUrl?: string;
+      };
+      const route = r.route?.path === undefined ? '' : `${r.baseUrl ?? ''}${String(r.route.path)}`;
+      this.observeRequest(
+        req.method,
+        route,
+        '',
+        res.headersSent ? res.statusCode : 0,
+        (performance.now() - start) / 1000,
+        Number(req.headers['content-length']) || 0,
+        Number(res.getHeader('content-length')) || 0,
+      );
+    });
+    next();
+  };
+
+  /**
+   * Serves the registry in the Prometheus text format (GET and HEAD; anything else 405), to
+   * mount anywhere: `internal.get('/metrics', metrics.handler)`.
+   */
+  readonly handler = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      return sendProblem(req, res, METHOD_NOT_ALLOWED);
+    }
+    this.registry.metrics().then(
+      (text) => {
+        if (res.destroyed) return;
+        res.writeHead(200, {
+          'content-type': this.registry.contentType,
+          'content-length': Buffer.byteLength(text),
+          'cache-control': 'no-store',
+          'x-content-type-options': 'nosniff',
+        });
+        res.end(req.method === 'HEAD' ? undefined : text);
+      },
+      () => sendProblem(req, res, SCRAPE_FAILED),
+    );
+  };
+
+  /** Requests, errors and latency percentiles per route and per service, read from the series. */
+  async requestStats(): Promise<{
+    routes: Record<string, SeriesStats>;
+    services: Record<string, SeriesStats>;
+  }> {
+    const [counts, durations] = await Promise.all([
+      this.requests.get(),
+      this.requestDuration.get(),
+    ]);
+    const routes = new Map<string, Tally>();
+    const services = new Map<string, Tally>();
+    const tally = (map: Map<string, Tally>, key: string) => {
+      let t = map.get(key);
+      if (t === undefined) map.set(key, (t = { requests: 0, errors: 0, buckets: new Map() }));
+      return t;
+    };
+    for (const { labels, value } of counts.values) {
+      const status = Number(labels.status);
+      const error = status >= 500 || status === 0;
+      for (const t of targetsOf(labels, routes, services, tally)) {
+        t.requests += value;
+        if (error) t.errors += value;
+      }
+    }
+    for (const { labels, value, metricName } of durations.values) {
+      if (!metricName?.endsWith('_bucket')) continue;
+      const bound = (labels as { le?: string | number }).le;
+      const le = bound === '+Inf' ? Infinity : Number(bound);
+      for (const t of targetsOf(labels, routes, services, tally)) {
+        t.buckets.set(le, (t.buckets.get(le) ?? 0) + value);
+      }
+    }
+    return { routes: statsOf(routes), services: statsOf(services) };
+  }
+}
+
+interface Tally {
+  requests: number;
+  errors: number;
+  /** Cumulative count by upper bound. */
+  buckets: Map<number, number>;
+}
+
+function targetsOf(
+  labels: LabelValues<string>,
+  routes: Map<string, Tally>,
+  services: Map<string, Tally>,
+  tally: (map: Map<string, Tally>, key: string) => Tally,
+): Tally[] {
+  const out: Tally[] = [];
+  const route = labels.route;
+  const service = labels.service;
+  if (typeof route === 'string' && route !== '') out.push(tally(routes, route));
+  if (typeof service === 'string' && service !== '') out.push(tally(services, service));
+  return out;
+}
+
+function statsOf(map: Map<string, Tally>): Record<string, SeriesStats> {
+  const out: Record<string, SeriesStats> = {};
+  for (const [name, t] of map) {
+    const bounds = [...t.buckets.entries()].sort((a, b) => a[0] - b[0]);
+    const total = bounds.length === 0 ? 0 : bounds[bounds.length - 1]![1];
+    out[name] = {
+      requests: t.requests,
+      errors: t.errors,
+      latencyMs:
+        total === 0
+          ? null
+          : {
+              p50: quantile(bounds, total, 0.5),
+              p90: quantile(bounds, total, 0.9),
+              p99: quantile(bounds, total, 0.99),
+            },
+    };
+  }
+  return out;
+}
+
+/** A quantile in ms from cumulative buckets, interpolated within its bucket as Prometheus's histogram_quantile does. */
+export function quantile(bounds: readonly [number, number][], total: number, q: number): number {
+  const rank = q * total;
+  let lower = 0;
+  let below = 0;
+  for (const [le, cumulative] of bounds) {
+    if (cumulative >= rank) {
+      // In the +Inf bucket, the largest finite bound is the best estimate there is.
+      if (le === Infinity) return Math.round(lower * 10000) / 10;
+      const inBucket = cumulative - below;
+      const seconds = inBucket === 0 ? le : lower + ((le - lower) * (rank - below)) / inBucket;
+      return Math.round(seconds * 10000) / 10;
+    }
+    lower = le;
+    below = cumulative;
+  }
+  return Math.round(lower * 10000) / 10;
+}
+
+/**
+ * Prometheus metrics, usable alone: `const metrics = createMetrics()`, then
+ * `app.use(metrics.middleware)` and `app.get('/metrics', metrics.handler)`. In a registry of
+ * its own unless `registry` is given. Throws a ConfigError naming the field for bad options.
+ */
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  return new Metrics(options, 'metrics');
+}
