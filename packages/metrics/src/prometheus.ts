@@ -71,7 +71,6 @@ const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
 const METHOD_NOT_ALLOWED = new GatewayError('ERR_TURNPIKE_METHOD_NOT_ALLOWED', {
   headers: { allow: 'GET, HEAD' },
 });
-const SCRAPE_FAILED = new GatewayError('ERR_TURNPIKE_INTERNAL');
 
 /** Checks createMetrics()'s options (a ConfigError naming the field). */
 export const metricsOptionsCheck: Check<MetricsOptions> = object<MetricsOptions>({
@@ -149,6 +148,8 @@ export class Metrics {
   private readonly upstreamSeries = new Map<string, { observe(v: number): void }>();
   private readonly counterSeries = new Map<Counter<string>, Map<string, Child>>();
   private readonly targetSources = new Set<() => Iterable<TargetSample>>();
+  /** The counters and histograms {@link scrape} writes itself, a slice at a time. */
+  private readonly sliced = new Map<SlicedMetric, 'counter' | 'histogram'>();
   private readonly circuitSources = new Set<() => Iterable<CircuitSample>>();
 
   constructor(options: MetricsOptions = {}, path = 'metrics') {
@@ -191,7 +192,7 @@ export class Metrics {
     );
     this.requestBytes = histogram(
       'request_bytes',
-      'Request body bytes sent upstream (or declared by Content-Length when none went).',
+      'Request body bytes from the client (its Content-Length, else the bytes sent upstream).',
       ['route', 'service'],
       [...BYTE_BUCKETS],
     );
@@ -272,6 +273,25 @@ export class Metrics {
     this.rateLimits = counter('rate_limit_total', 'Rate limit decisions.', ['route', 'result']);
     this.auths = counter('auth_total', 'Authentication decisions.', ['route', 'method', 'result']);
     this.caches = counter('cache_total', 'Response cache lookups.', ['route', 'result']);
+    for (const c of [
+      this.requests,
+      this.upstreamErrors,
+      this.ejections,
+      this.retries,
+      this.hedges,
+      this.circuitTransitions,
+      this.rateLimits,
+      this.auths,
+      this.caches,
+    ])
+      this.sliced.set(c as unknown as SlicedMetric, 'counter');
+    for (const h of [
+      this.requestDuration,
+      this.requestBytes,
+      this.responseBytes,
+      this.upstreamDuration,
+    ])
+      this.sliced.set(h as unknown as SlicedMetric, 'histogram');
     if (o.defaultMetrics === true) collectDefaultMetrics({ register: registry, prefix });
   }
 
@@ -376,20 +396,87 @@ export class Metrics {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return sendProblem(req, res, METHOD_NOT_ALLOWED);
     }
-    this.registry.metrics().then(
-      (text) => {
-        if (res.destroyed) return;
-        res.writeHead(200, {
-          'content-type': this.registry.contentType,
-          'content-length': Buffer.byteLength(text),
-          'cache-control': 'no-store',
-          'x-content-type-options': 'nosniff',
-        });
-        res.end(req.method === 'HEAD' ? undefined : text);
-      },
-      () => sendProblem(req, res, SCRAPE_FAILED),
-    );
+    res.writeHead(200, {
+      'content-type': this.registry.contentType,
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+    });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    void this.stream(res);
   };
+
+  /** Writes the slices to `res`; a failure part-way cuts the response off (its head is sent). */
+  private async stream(res: ServerResponse): Promise<void> {
+    try {
+      for await (const piece of this.slices()) {
+        if (res.destroyed) return;
+        res.write(piece);
+      }
+      res.end();
+    } catch {
+      res.destroy();
+    }
+  }
+
+  /**
+   * The registry in the Prometheus text format, as `registry.metrics()` writes it, without
+   * blocking the event loop for long: the large series (requests, histograms) are written a
+   * slice at a time, the event loop turning between slices, so requests in flight keep moving
+   * while thousands of series are scraped (see bench/observability.js scrape).
+   */
+  async scrape(): Promise<string> {
+    const pieces: string[] = [];
+    for await (const piece of this.slices()) pieces.push(piece);
+    return pieces.join('');
+  }
+
+  /**
+   * The text format a slice at a time (each at most {@link SLICE} series), the event loop
+   * turning between slices: the endpoint writes each to the socket as it comes, so neither the
+   * writing nor one large string blocks the loop for long.
+   */
+  async *slices(): AsyncGenerator<string> {
+    const registry = this.registry as Registry & { _defaultLabels?: object };
+    const plain =
+      registry.contentType === Registry.PROMETHEUS_CONTENT_TYPE &&
+      Object.keys(registry._defaultLabels ?? {}).length === 0;
+    let first = true;
+    for (const metric of registry.getMetricsAsArray()) {
+      const gap = first ? '' : '\n\n';
+      first = false;
+      const own = plain ? this.sliced.get(metric) : undefined;
+      const map = (metric as unknown as { hashMap?: Record<string, unknown> }).hashMap;
+      if (own === undefined || map === undefined || typeof map !== 'object') {
+        yield gap + (await registry.getSingleMetricAsString(metric.name));
+        await turn();
+        continue;
+      }
+      const { name, help, type } = metric as unknown as {
+        name: string;
+        help: string;
+        type: string;
+      };
+      let lines = [`${gap}# HELP ${name} ${escapeText(help)}`, `# TYPE ${name} ${type}`];
+      let left = SLICE;
+      for (const entry of Object.values(map)) {
+        if (own === 'histogram')
+          writeHistogram(lines, name, metric as unknown as HistogramLike, entry as HistogramEntry);
+        else writeCounter(lines, name, entry as CounterEntry);
+        if (--left === 0) {
+          left = SLICE;
+          yield lines.join('\n');
+          // The next slice starts with the newline that ends this one's last line.
+          lines = [''];
+          await turn();
+        }
+      }
+      yield lines.join('\n');
+    }
+    yield '\n';
+  }
 
   /** Requests, errors and latency percentiles per route and per service, read from the series. */
   async requestStats(): Promise<{
@@ -425,6 +512,77 @@ export class Metrics {
     }
     return { routes: statsOf(routes), services: statsOf(services) };
   }
+}
+
+/** Series written between two turns of the event loop while scraping. */
+const SLICE = 500;
+
+type SlicedMetric = { readonly name: string };
+interface CounterEntry {
+  value: number;
+  labels: Record<string, string | number>;
+}
+interface HistogramEntry {
+  labels: Record<string, string | number>;
+  bucketValues: Record<string, number>;
+  sum: number;
+  count: number;
+}
+interface HistogramLike {
+  readonly upperBounds: readonly number[];
+}
+
+function turn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** prom-client's escaping: backslashes and newlines (HELP text and label values), and quotes in label values. */
+function escapeText(s: string): string {
+  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+}
+
+/** A series' labels as prom-client writes them (`k="v",…`), built once per series and kept. */
+const LABEL_TEXT = new WeakMap<object, string>();
+
+function labelBody(labels: Record<string, string | number>): string {
+  let text = LABEL_TEXT.get(labels);
+  if (text === undefined) {
+    const parts: string[] = [];
+    for (const [k, v] of Object.entries(labels)) {
+      parts.push(`${k}="${typeof v === 'string' ? escapeText(v).replace(/"/g, '\\"') : v}"`);
+    }
+    text = parts.join(',');
+    LABEL_TEXT.set(labels, text);
+  }
+  return text;
+}
+
+/** prom-client's number text: Nan, +Inf, -Inf, else the number. */
+function valueText(v: number): string {
+  if (Number.isNaN(v)) return 'Nan';
+  if (!Number.isFinite(v)) return v < 0 ? '-Inf' : '+Inf';
+  return `${v}`;
+}
+
+function writeCounter(lines: string[], name: string, e: CounterEntry): void {
+  const body = labelBody(e.labels);
+  lines.push(`${name}${body === '' ? '' : `{${body}}`} ${valueText(e.value)}`);
+}
+
+function writeHistogram(lines: string[], name: string, h: HistogramLike, e: HistogramEntry): void {
+  const body = labelBody(e.labels);
+  // prom-client writes `le` first.
+  const bucket = `${name}_bucket{le="`;
+  const rest = body === '' ? '"}' : `",${body}}`;
+  const plain = body === '' ? '' : `{${body}}`;
+  let cumulative = 0;
+  for (const bound of h.upperBounds) {
+    cumulative += e.bucketValues[bound] ?? 0;
+    lines.push(`${bucket}${bound}${rest} ${valueText(cumulative)}`);
+  }
+  lines.push(`${bucket}+Inf${rest} ${valueText(e.count)}`);
+  lines.push(`${name}_sum${plain} ${valueText(e.sum)}`);
+  lines.push(`${name}_count${plain} ${valueText(e.count)}`);
 }
 
 interface Tally {
