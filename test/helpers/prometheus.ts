@@ -43,7 +43,9 @@ export function parseScrape(text: string): Scrape {
     }
     const raw = m[3]!;
     const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
-    if (Number.isNaN(value) && raw !== 'NaN') throw new Error(`bad value: ${line}`);
+    // prom-client writes NaN as "Nan" (Prometheus reads both).
+    if (Number.isNaN(value) && raw !== 'NaN' && raw !== 'Nan')
+      throw new Error(`bad value: ${line}`);
     samples.push({ name: m[1]!, labels, value });
   }
   const matches = (s: Sample, name: string, labels: Record<string, string>) =>

@@ -86,6 +86,16 @@ function failureOf(kind: string): string | undefined {
   return kind === 'client-gone' || isFailedEnd(kind) ? kind : undefined;
 }
 
+/**
+ * The client's request body bytes: its Content-Length when it declared one, else (chunked)
+ * what went upstream.
+ */
+function bytesIn(req: IncomingMessage, attempt: AttemptInfo | undefined): number {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined) return Number(declared) || 0;
+  return attempt === undefined ? 0 : attempt.bytesSent;
+}
+
 /** An attempt's time to its response head, or to its end without one, in ms. */
 function upstreamMs(a: AttemptInfo, now: number): number {
   return (a.headAt || a.endedAt || now) - a.startedAt;
@@ -201,7 +211,7 @@ export class Telemetry {
         service,
         status,
         o.durationMs / 1000,
-        attempt !== undefined ? attempt.bytesSent : Number(req.headers['content-length']) || 0,
+        bytesIn(req, attempt),
         attempt !== undefined ? attempt.bytesReceived : 0,
       );
       if (attempt !== undefined && service !== '') {
@@ -257,7 +267,8 @@ export class Telemetry {
 
   private readonly onUnrouted = (e: UnroutedEvent): void => {
     const req = e.req as MountedRequest & TracedRequest;
-    this.metrics?.observeRequest(req.method, '', '', e.status, 0, 0, 0);
+    const length = Number(req.headers['content-length']) || 0;
+    this.metrics?.observeRequest(req.method, '', '', e.status, e.durationMs / 1000, length, 0);
     const log = this.log;
     if (log !== undefined && log.wants(e.status, false)) {
       log.write({
@@ -271,9 +282,9 @@ export class Telemetry {
         target: '',
         status: e.status,
         outcome: 'unrouted',
-        durationMs: 0,
+        durationMs: Math.round(e.durationMs * 1000) / 1000,
         upstreamMs: null,
-        bytesIn: Number(req.headers['content-length']) || 0,
+        bytesIn: length,
         bytesOut: 0,
         client: clientIp(req),
         subject: undefined,

@@ -56,7 +56,7 @@ export interface AccessLogEntry {
   requestId: string | undefined;
   traceId: string | undefined;
   method: string | undefined;
-  /** The path under the mount; the query only with `query: true`, redacted. */
+  /** The path as the client sent it (the mount prefix included); the query only with `query: true`, redacted. */
   path: string;
   /** The route's name; '' when none matched. */
   route: string;
@@ -70,7 +70,9 @@ export interface AccessLogEntry {
   durationMs: number;
   /** The answering upstream call, to its response head; null when none was made. */
   upstreamMs: number | null;
+  /** The client's request body bytes (its Content-Length, else what went upstream). */
   bytesIn: number;
+  /** The upstream's response body bytes relayed to the client; 0 for the gateway's own answers. */
   bytesOut: number;
   /** The client address, as the gateway's `trustProxy` computed it. */
   client: string | undefined;

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { GatewayError, sendProblem } from '@turnpike/core';
 import { Exchange, exchangeOf, setExchange } from './exchange';
@@ -66,39 +67,41 @@ export function dispatch(
   head: Buffer | undefined,
   exit: ((err?: unknown) => void) | undefined,
 ): void {
+  // Timed only for those who hear of refusals.
+  const t0 = snap.unrouted.listening ? performance.now() : 0;
   // Node frames the body from every header line but keeps only the first maxHeadersCount in
   // req.headers: a request at its cap may hide a Content-Length past it. Refused before it.
   const count = req.rawHeaders.length >> 1;
   if (count > snap.options.maxHeaderCount || count >= nodeHeaderCap(req)) {
     res.shouldKeepAlive = false;
-    return refuse(snap, req, res, TOO_MANY_HEADERS);
+    return refuse(snap, t0, req, res, TOO_MANY_HEADERS);
   }
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const raw = q === -1 ? url : url.slice(0, q);
   const path = checkPath(raw);
-  if (path === undefined) return refuse(snap, req, res, PATH_REJECTED);
+  if (path === undefined) return refuse(snap, t0, req, res, PATH_REJECTED);
   if (path !== raw) req.url = q === -1 ? path : path + url.slice(q);
   const h = req.headers;
-  if (hasDuplicateHost(req)) return refuse(snap, req, res, DUPLICATE_HOST);
-  if (h.host !== undefined && !validHost(h.host)) return refuse(snap, req, res, BAD_HOST);
+  if (hasDuplicateHost(req)) return refuse(snap, t0, req, res, DUPLICATE_HOST);
+  if (h.host !== undefined && !validHost(h.host)) return refuse(snap, t0, req, res, BAD_HOST);
   const te = h['transfer-encoding'];
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
     // RFC 9112 §6.1: a coding the gateway does not understand. The body is not read.
     res.shouldKeepAlive = false;
-    return refuse(snap, req, res, UNKNOWN_CODING);
+    return refuse(snap, t0, req, res, UNKNOWN_CODING);
   }
   if (upgrade !== undefined) {
     const length = h['content-length'];
     if (te !== undefined || (length !== undefined && length !== '0')) {
-      return refuse(snap, req, res, UPGRADE_WITH_BODY);
+      return refuse(snap, t0, req, res, UPGRADE_WITH_BODY);
     }
   }
   // Hygiene first: host and header matchers see only what the gateway vouches for.
   snap.hygiene(req, upgrade !== undefined);
   const found = snap.table.lookup(req.method ?? 'GET', path, req);
-  if (found.kind === 'none') return refuse(snap, req, res, ROUTE_NOT_FOUND);
-  if (found.kind === 'method') return refuse(snap, req, res, snap.methodError(found.allow));
+  if (found.kind === 'none') return refuse(snap, t0, req, res, ROUTE_NOT_FOUND);
+  if (found.kind === 'method') return refuse(snap, t0, req, res, snap.methodError(found.allow));
   const route = found.route;
   const chains = snap.chains.get(route)!;
   let chain = chains.http;
@@ -125,10 +128,13 @@ export function dispatch(
 /** Answers a request no route took, and tells those who listen. */
 function refuse(
   snap: Snapshot,
+  t0: number,
   req: IncomingMessage,
   res: ServerResponse,
   error: GatewayError,
 ): void {
   sendProblem(req, res, error);
-  if (snap.unrouted.listening) snap.unrouted.emit({ req, status: error.status, error });
+  if (snap.unrouted.listening) {
+    snap.unrouted.emit({ req, status: error.status, error, durationMs: performance.now() - t0 });
+  }
 }

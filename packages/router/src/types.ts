@@ -87,6 +87,8 @@ export interface UnroutedEvent {
   readonly req: IncomingMessage;
   readonly status: number;
   readonly error: GatewayError;
+  /** From the router taking the request to its answer, in ms. */
+  readonly durationMs: number;
 }
 
 /** A hedge was sent. */
