@@ -7,23 +7,44 @@ import {
   type ReadableSpan,
 } from '@opentelemetry/sdk-trace-base';
 import { listen, startGateway, waitFor, type GatewayHarness } from './helpers/servers';
-import { closersAfterEach } from './helpers/outcomes';
+import { closersAfterEach, recordingLogger } from './helpers/outcomes';
 
 const closers = closersAfterEach();
 const exporter = new InMemorySpanExporter();
+/** A span processor that throws when told to: an SDK that misbehaves. */
+const faulty = { onStart: false, onEnd: false };
+const throwing = {
+  onStart() {
+    if (faulty.onStart) throw new Error('processor failed on start');
+  },
+  onEnd() {
+    if (faulty.onEnd) throw new Error('processor failed on end');
+  },
+  forceFlush: () => Promise.resolve(),
+  shutdown: () => Promise.resolve(),
+};
 
 beforeAll(() => {
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const provider = new BasicTracerProvider({
+    spanProcessors: [new SimpleSpanProcessor(exporter), throwing],
+  });
   expect(trace.setGlobalTracerProvider(provider)).toBe(true);
 });
 afterAll(() => trace.disable());
-afterEach(() => exporter.reset());
+afterEach(() => {
+  exporter.reset();
+  faulty.onStart = false;
+  faulty.onEnd = false;
+});
 
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const CALLER_SPAN = '00f067aa0ba902b7';
 
 /** A gateway traced through the global tracer, over an upstream answering 503 `failures` times, then 200. */
-async function traced(failures = 0): Promise<{ g: GatewayHarness; seen: string[] }> {
+async function traced(
+  failures = 0,
+  logger?: ReturnType<typeof recordingLogger>,
+): Promise<{ g: GatewayHarness; seen: string[] }> {
   const seen: string[] = [];
   let left = failures;
   const up = await listen((req: IncomingMessage, res: ServerResponse) => {
@@ -37,6 +58,7 @@ async function traced(failures = 0): Promise<{ g: GatewayHarness; seen: string[]
     },
     routes: [{ name: 'user', path: '/users/:id', service: 'users' }],
     tracing: true,
+    ...(logger === undefined ? {} : { logger }),
   });
   closers.push(() => g.close());
   return { g, seen };
@@ -111,3 +133,25 @@ test("a request the router refuses has a span too, with the problem's trace id",
   expect(server.spanContext().traceId).toBe(body.traceId);
   expect(server.attributes['http.response.status_code']).toBe(404);
 });
+
+test.each([
+  ['starts', 'onStart'],
+  ['ends', 'onEnd'],
+] as const)(
+  'an SDK that throws when a span %s costs the span, not the request: answered, logged, trace id kept',
+  async (_when, hook) => {
+    const logger = recordingLogger();
+    const { g, seen } = await traced(0, logger);
+    faulty[hook] = true;
+    const res = await fetch(`${g.url}/users/3`, {
+      headers: { traceparent: `00-${CALLER_TRACE}-${CALLER_SPAN}-01` },
+    });
+    expect(res.status).toBe(200);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]).toMatch(new RegExp(`^00-${CALLER_TRACE}-[0-9a-f]{16}-01$`));
+    await waitFor(() => logger.entries.some((e) => e.message.startsWith('tracing failed')));
+    // The gateway goes on serving.
+    faulty[hook] = false;
+    expect((await fetch(`${g.url}/users/4`)).status).toBe(200);
+  },
+);

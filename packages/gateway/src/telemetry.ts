@@ -1,6 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { ConfigError, isFailedEnd, string, type Check } from '@turnpike/core';
+import {
+  ConfigError,
+  isFailedEnd,
+  silentLogger,
+  string,
+  type Check,
+  type Logger,
+} from '@turnpike/core';
 import {
   AccessLog,
   Metrics,
@@ -119,6 +126,7 @@ export class Telemetry {
     metrics?: boolean | GatewayMetricsConfig;
     accessLog?: boolean | AccessLogOptions;
     tracing?: boolean | TracingOptions;
+    logger?: Logger;
   }) {
     const m = config.metrics;
     if (m !== undefined && m !== false) {
@@ -129,7 +137,14 @@ export class Telemetry {
     const l = config.accessLog;
     if (l !== undefined && l !== false) this.log = new AccessLog(l === true ? {} : l, 'accessLog');
     const t = config.tracing;
-    if (t !== undefined && t !== false) this.tracing = new Tracing(t === true ? {} : t);
+    if (t !== undefined && t !== false) {
+      const logger = config.logger ?? silentLogger;
+      this.tracing = new Tracing(t === true ? {} : t, '@turnpike/gateway', (err) =>
+        logger.error('tracing failed: the request goes on without its span', {
+          error: String(err),
+        }),
+      );
+    }
   }
 
   /** Whether anything listens to outcomes. */
@@ -296,5 +311,6 @@ export class Telemetry {
 
   close(): void {
     for (const dispose of this.disposers.splice(0)) dispose();
+    this.metrics?.close();
   }
 }

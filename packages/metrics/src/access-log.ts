@@ -31,23 +31,51 @@ export interface AccessLogOptions {
 /** Query parameters always redacted: credentials that clients put in URLs. */
 export const REDACTED_QUERY: readonly string[] = Object.freeze([
   'access_token',
+  'access-token',
   'api_key',
   'apikey',
-  'api-key',
+  'x-api-key',
   'key',
   'token',
+  'auth',
+  'auth_token',
+  'authorization',
+  'jwt',
   'id_token',
   'refresh_token',
+  'private_token',
   'code',
   'password',
+  'pass',
+  'passwd',
   'secret',
   'client_secret',
+  'session',
+  'sessionid',
+  'session_id',
   'signature',
   'sig',
   'x-amz-signature',
   'x-amz-credential',
   'x-amz-security-token',
+  'x-goog-signature',
+  'x-goog-credential',
 ]);
+
+/** Longest path logged, in characters; a longer one is cut and marked with `…`. */
+export const MAX_LOGGED_PATH = 2048;
+
+/**
+ * A query parameter's name as it is compared: decoded, lower case, an array suffix (`[]`,
+ * `[0]`) removed, and `.`, `-` and spaces read as `_` (as PHP and Rails read them), so
+ * `API_KEY`, `api%5Fkey`, `api.key` and `api_key[]` are all `api_key`.
+ */
+export function queryNameKey(name: string): string {
+  return name
+    .toLowerCase()
+    .replace(/\[[^\]]*\]$/, '')
+    .replace(/[.\- ]/g, '_');
+}
 
 /** One access log line's fields (the message is `request`). Headers are never logged. */
 export interface AccessLogEntry {
@@ -112,9 +140,7 @@ export class AccessLog {
     this.logger = o.logger ?? defaultAccessLogger();
     this.sampleRate = o.sampleRate ?? 1;
     this.query = o.query ?? false;
-    this.redact = new Set(
-      [...REDACTED_QUERY, ...(o.redactQuery ?? [])].map((n) => n.toLowerCase()),
-    );
+    this.redact = new Set([...REDACTED_QUERY, ...(o.redactQuery ?? [])].map(queryNameKey));
   }
 
   /**
@@ -130,28 +156,30 @@ export class AccessLog {
   /** The path to log for a request URL: without the query, or with it redacted. */
   pathOf(url: string): string {
     const q = url.indexOf('?');
-    if (q === -1) return url;
-    if (!this.query) return url.slice(0, q);
-    return url.slice(0, q + 1) + this.redactQuery(url.slice(q + 1));
+    let path = url;
+    if (q !== -1) {
+      path = this.query
+        ? url.slice(0, q + 1) + this.redactQuery(url.slice(q + 1))
+        : url.slice(0, q);
+    }
+    if (path.length > MAX_LOGGED_PATH) path = `${path.slice(0, MAX_LOGGED_PATH)}…`;
+    return path;
   }
 
   private redactQuery(query: string): string {
-    const parts = query.split('&');
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i]!;
+    // `&` and `;` both separate parameters (some servers read either).
+    return query.replace(/[^&;]+/g, (part) => {
       const eq = part.indexOf('=');
       const raw = eq === -1 ? part : part.slice(0, eq);
       let name: string;
       try {
-        name = decodeURIComponent(raw.replace(/\+/g, ' ')).toLowerCase();
+        name = decodeURIComponent(raw.replace(/\+/g, ' '));
       } catch {
         // A name that does not decode cannot be checked: its value is not shown.
-        parts[i] = `${raw}=${REDACTED}`;
-        continue;
+        return `${raw}=${REDACTED}`;
       }
-      if (this.redact.has(name)) parts[i] = `${raw}=${REDACTED}`;
-    }
-    return parts.join('&');
+      return this.redact.has(queryNameKey(name)) ? `${raw}=${REDACTED}` : part;
+    });
   }
 
   /**
@@ -200,7 +228,14 @@ export class AccessLog {
   /** Writes one line. A logger that throws is not the request's problem: the line is dropped. */
   write(entry: AccessLogEntry): void {
     try {
-      this.logger.info('request', entry as unknown as Record<string, unknown>);
+      const done = this.logger.info(
+        'request',
+        entry as unknown as Record<string, unknown>,
+      ) as unknown;
+      // A logger whose info() returns a promise: its rejection is the line's loss, not the process's.
+      if (typeof (done as PromiseLike<unknown> | undefined)?.then === 'function') {
+        (done as PromiseLike<unknown>).then(undefined, () => {});
+      }
     } catch {
       // dropped
     }

@@ -14,6 +14,8 @@ export {
   accessLogOptionsCheck,
   AccessLog,
   REDACTED_QUERY,
+  MAX_LOGGED_PATH,
+  queryNameKey,
   defaultAccessLogger,
 } from './access-log';
 export type { AccessLogOptions, AccessLogEntry } from './access-log';
@@ -25,6 +27,8 @@ export {
   formatTraceparent,
   newSpanId,
   newTraceId,
+  validTracestate,
+  MAX_TRACESTATE,
 } from './trace';
 export type { TraceContext, TracedRequest } from './trace';
 export { Tracing, tracingCheck } from './tracing';

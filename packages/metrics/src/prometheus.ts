@@ -42,6 +42,26 @@ export const BYTE_BUCKETS: readonly number[] = Object.freeze([
   64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
 ]);
 
+/** The names of the series, without the prefix. */
+const SERIES = [
+  'requests_total',
+  'request_duration_seconds',
+  'request_bytes',
+  'response_bytes',
+  'upstream_duration_seconds',
+  'upstream_errors_total',
+  'upstream_health',
+  'upstream_in_flight',
+  'upstream_ejections_total',
+  'retries_total',
+  'hedges_total',
+  'circuit_breaker_state',
+  'circuit_breaker_transitions_total',
+  'rate_limit_total',
+  'auth_total',
+  'cache_total',
+] as const;
+
 /** One target of a service, as the gauges read it at scrape time. */
 export interface TargetSample {
   readonly service: string;
@@ -144,6 +164,8 @@ export class Metrics {
   readonly auths: Counter<'route' | 'method' | 'result'>;
   readonly caches: Counter<'route' | 'result'>;
 
+  /** Whether the registry was given (its series are removed from it on close()). */
+  private readonly shared: boolean;
   private readonly requestSeries = new Map<string, RequestSeries>();
   private readonly upstreamSeries = new Map<string, { observe(v: number): void }>();
   private readonly counterSeries = new Map<Counter<string>, Map<string, Child>>();
@@ -156,15 +178,19 @@ export class Metrics {
     const o = metricsOptionsCheck(options, path);
     const prefix = o.prefix ?? 'gateway_';
     const registry = o.registry ?? new Registry();
-    const taken = registry.getSingleMetric(`${prefix}requests_total`);
+    // Every name is checked before any is registered: a clash leaves the registry as it was.
+    const names = SERIES.map((n) => prefix + n);
+    if (o.defaultMetrics === true) names.push(`${prefix}process_cpu_user_seconds_total`);
+    const taken = names.find((n) => registry.getSingleMetric(n) !== undefined);
     if (taken !== undefined) {
       throw new ConfigError(
-        o.registry !== undefined ? `${path}.registry` : `${path}.prefix`,
-        `a registry without "${prefix}" Turnpike series (another gateway or createMetrics() ` +
-          'registered them): give each one its own registry or prefix',
+        `${path}.registry`,
+        `a registry without a series named "${taken}" (another gateway, createMetrics() or the ` +
+          'application registered it): give each one its own registry or prefix',
         prefix,
       );
     }
+    this.shared = o.registry !== undefined;
     this.registry = registry;
     this.prefix = prefix;
     const buckets = [...(o.buckets ?? DEFAULT_BUCKETS)];
@@ -306,11 +332,13 @@ export class Metrics {
     responseBytes: number,
   ): void {
     const m = methodLabel(method);
-    const key = `${m}\0${status}\0${route}\0${service}`;
+    const code = status >= 100 && status <= 599 ? status : status === 0 ? 0 : -1;
+    const key = `${m}\0${code}\0${route}\0${service}`;
     let s = this.requestSeries.get(key);
     if (s === undefined) {
       s = {
-        count: this.requests.labels(m, route, service, String(status)),
+        // A status outside 100–599 (an upstream's odd one) is "other": statuses stay a closed set.
+        count: this.requests.labels(m, route, service, code === -1 ? 'other' : String(code)),
         duration: this.requestDuration.labels(m, route, service),
         requestBytes: this.requestBytes.labels(route, service),
         responseBytes: this.responseBytes.labels(route, service),
@@ -350,6 +378,17 @@ export class Metrics {
     child.inc();
   }
 
+  /**
+   * Stops reporting: the gauges' sources go, and in a registry that was given the series are
+   * removed from it (so a new gateway can register them again). Idempotent.
+   */
+  close(): void {
+    this.targetSources.clear();
+    this.circuitSources.clear();
+    if (!this.shared) return;
+    for (const name of SERIES) this.registry.removeSingleMetric(this.prefix + name);
+  }
+
   /** Targets to report in `upstream_health` and `upstream_in_flight`, read at each scrape; returns the disposer. */
   watchTargets(source: () => Iterable<TargetSample>): () => void {
     this.targetSources.add(source);
@@ -364,17 +403,20 @@ export class Metrics {
 
   /**
    * Counts any Express app's requests (`app.use(metrics.middleware)`): method, the matched
-   * route's pattern (`req.baseUrl` + `req.route.path`; `route=""` when none matched), status,
-   * duration, and the bodies' Content-Length. `service` is "".
+   * route's pattern (`req.route.path`, as written in the code: never the client's path, so a
+   * router mounted at `/users/:id` adds no series per user; `route=""` when none matched),
+   * status, duration, and the bodies' Content-Length (a streamed body without one counts 0).
+   * `service` is "".
    */
   readonly middleware = (req: IncomingMessage, res: ServerResponse, next: () => void): void => {
     const start = performance.now();
     res.once('close', () => {
+      // The route's own pattern only: a mount's `baseUrl` is the path as the client sent it
+      // (its parameters' values, its letter case), which would make a series per client path.
       const r = req as IncomingMessage & {
         route?: { path?: string | RegExp | (string | RegExp)[] };
-        baseUrl?: string;
       };
-      const route = r.route?.path === undefined ? '' : `${r.baseUrl ?? ''}${String(r.route.path)}`;
+      const route = r.route?.path === undefined ? '' : String(r.route.path);
       this.observeRequest(
         req.method,
         route,

@@ -47,6 +47,28 @@ export function parseTraceparent(
   return { version, traceId, parentId, flags };
 }
 
+/** List members: `key=value`, key and value as the specification's grammar allows them. */
+const TRACESTATE_MEMBER =
+  /^(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]$/;
+
+/** Longest `tracestate` passed on: the specification asks to propagate at least 512 characters. */
+export const MAX_TRACESTATE = 512;
+
+/**
+ * A `tracestate` to pass on, or undefined: at most 32 members of valid syntax and at most
+ * {@link MAX_TRACESTATE} characters; anything else is dropped whole (it is the caller's
+ * vendors' data, not the gateway's to repair).
+ */
+export function validTracestate(value: string | string[] | undefined): string | undefined {
+  if (typeof value !== 'string' || value.length > MAX_TRACESTATE) return undefined;
+  const members = value
+    .split(',')
+    .map((m) => m.trim())
+    .filter((m) => m !== '');
+  if (members.length === 0 || members.length > 32) return undefined;
+  return members.every((m) => TRACESTATE_MEMBER.test(m)) ? members.join(',') : undefined;
+}
+
 // Ids come from one random buffer, refilled when used up: one syscall per 256 span ids.
 const POOL = Buffer.allocUnsafe(4096);
 let offset = POOL.length;
@@ -98,14 +120,16 @@ export function assignTraceContext(req: TracedRequest): TraceContext {
       tracestate: undefined,
     };
   } else {
-    const state = h.tracestate;
+    const state = validTracestate(h.tracestate);
+    if (state === undefined && h.tracestate !== undefined) delete h.tracestate;
+    else if (state !== undefined) h.tracestate = state;
     trace = {
       traceId: given.traceId,
       spanId: newSpanId(),
       parentSpanId: given.parentId,
       // Only the sampled bit is defined; other bits of a later version are not passed on.
       flags: (parseInt(given.flags, 16) & 1) === 1 ? '01' : '00',
-      tracestate: typeof state === 'string' && state !== '' ? state : undefined,
+      tracestate: state,
     };
   }
   req.trace = trace;

@@ -88,7 +88,12 @@ export class Tracing {
   private readonly tracer: OtelTracer | undefined;
   private readonly attemptSpans = new WeakMap<object, OtelSpan>();
 
-  constructor(options: TracingOptions = {}, name = '@turnpike/gateway') {
+  constructor(
+    options: TracingOptions = {},
+    name = '@turnpike/gateway',
+    /** Hears a failure of the OpenTelemetry SDK (a span processor that throws): the request goes on without its span. */
+    private readonly onError: (err: unknown) => void = () => {},
+  ) {
     const otel = options.opentelemetry ?? true;
     this.api = otel === false ? undefined : otel === true ? loadOtelApi() : otel;
     this.tracer = this.api?.trace.getTracer(name);
@@ -102,8 +107,21 @@ export class Tracing {
   /** A request arrives: its trace context, and its server span (ended by {@link end}, or when the response closes). */
   enter(req: IncomingMessage, res: ServerResponse): TraceContext {
     const trace = assignTraceContext(req);
-    const tracer = this.tracer;
-    if (tracer === undefined) return trace;
+    if (this.tracer === undefined) return trace;
+    try {
+      return this.serverSpan(req, res, trace, this.tracer);
+    } catch (err) {
+      this.onError(err);
+      return (req as SpannedRequest).trace ?? trace;
+    }
+  }
+
+  private serverSpan(
+    req: IncomingMessage,
+    res: ServerResponse,
+    trace: TraceContext,
+    tracer: OtelTracer,
+  ): TraceContext {
     const api = this.api!;
     let parent = api.ROOT_CONTEXT;
     if (trace.parentSpanId !== undefined) {
@@ -151,30 +169,47 @@ export class Tracing {
     let spanId: string | undefined;
     const parent = r[SPAN];
     if (parent !== undefined) {
-      const t = attempt.target;
-      const span = this.tracer!.startSpan(
-        req.method ?? 'HTTP',
-        {
-          kind: SPAN_KIND_CLIENT,
-          startTime: epoch(attempt.startedAt),
-          attributes: {
-            'http.request.method': req.method,
-            'server.address': t.hostname,
-            'server.port': t.port,
-            'url.full': t.url.replace(/\/$/, '') + pathOnly(req.url),
-          },
-        },
-        this.api!.trace.setSpan(this.api!.ROOT_CONTEXT, parent),
-      );
-      this.attemptSpans.set(attempt, span);
-      spanId = span.spanContext().spanId;
+      try {
+        spanId = this.clientSpan(req, attempt, parent);
+      } catch (err) {
+        this.onError(err);
+      }
     }
     req.headers.traceparent = formatTraceparent(trace.traceId, spanId ?? newSpanId(), trace.flags);
     if (trace.tracestate !== undefined) req.headers.tracestate = trace.tracestate;
   }
 
+  private clientSpan(req: IncomingMessage, attempt: TracedAttempt, parent: OtelSpan): string {
+    const t = attempt.target;
+    const span = this.tracer!.startSpan(
+      req.method ?? 'HTTP',
+      {
+        kind: SPAN_KIND_CLIENT,
+        startTime: epoch(attempt.startedAt),
+        attributes: {
+          'http.request.method': req.method,
+          'server.address': t.hostname,
+          'server.port': t.port,
+          'url.full': t.url.replace(/\/$/, '') + pathOnly(req.url),
+        },
+      },
+      this.api!.trace.setSpan(this.api!.ROOT_CONTEXT, parent),
+    );
+    this.attemptSpans.set(attempt, span);
+    return span.spanContext().spanId;
+  }
+
   /** The request ended: its upstream calls' spans and its own, with the route and the status. */
   end(req: IncomingMessage, how: TracedEnd, attempts: readonly TracedAttempt[] = []): void {
+    if (this.tracer === undefined) return;
+    try {
+      this.endSpans(req, how, attempts);
+    } catch (err) {
+      this.onError(err);
+    }
+  }
+
+  private endSpans(req: IncomingMessage, how: TracedEnd, attempts: readonly TracedAttempt[]): void {
     for (const attempt of attempts) {
       const span = this.attemptSpans.get(attempt);
       if (span === undefined) continue;
