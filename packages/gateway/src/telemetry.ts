@@ -16,6 +16,7 @@ import {
   metricsOptionsCheck,
   tracingCheck,
   type AccessLogOptions,
+  type CounterCell,
   type MetricsOptions,
   type TracedRequest,
   type TracingOptions,
@@ -162,7 +163,12 @@ export class Telemetry {
     const m = this.metrics;
     if (m === undefined) return undefined;
     const name = route.name;
-    return (_req, decision) => m.count(m.rateLimits, name, decision);
+    const cells = new Map<string, CounterCell>();
+    return (_req, decision) => {
+      let cell = cells.get(decision);
+      if (cell === undefined) cells.set(decision, (cell = m.cell(m.rateLimits, name, decision)));
+      cell.inc();
+    };
   };
 
   /** The auth stage's recorder for a route, when metrics are on. */
@@ -312,5 +318,6 @@ export class Telemetry {
   close(): void {
     for (const dispose of this.disposers.splice(0)) dispose();
     this.metrics?.close();
+    this.log?.close();
   }
 }

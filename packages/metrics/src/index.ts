@@ -8,6 +8,7 @@ export {
   quantile,
 } from './prometheus';
 export type { MetricsOptions, TargetSample, CircuitSample, SeriesStats } from './prometheus';
+export type { CounterCell, HistogramCell } from './cells';
 /** The access log: one JSON line per request (winston by default), credentials redacted. */
 export {
   createAccessLog,
@@ -19,6 +20,8 @@ export {
   defaultAccessLogger,
 } from './access-log';
 export type { AccessLogOptions, AccessLogEntry } from './access-log';
+export { jsonLogger, LineBuffer } from './json-logger';
+export type { JsonLoggerOptions } from './json-logger';
 /** W3C trace context (`req.trace`, `traceparent` upstream), and OpenTelemetry spans when the API is installed. */
 export {
   assignTraceContext,

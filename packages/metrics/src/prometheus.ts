@@ -8,6 +8,7 @@ import {
   collectDefaultMetrics,
   type LabelValues,
 } from 'prom-client';
+import { counterCell, histogramCell, type CounterCell, type HistogramCell } from './cells';
 import {
   ConfigError,
   GatewayError,
@@ -87,7 +88,6 @@ export interface SeriesStats {
 }
 
 const CIRCUIT_STATE = { closed: 0, open: 1, 'half-open': 2 } as const;
-const KNOWN_METHODS: ReadonlySet<string> = new Set(METHODS);
 const METHOD_NOT_ALLOWED = new GatewayError('ERR_TURNPIKE_METHOD_NOT_ALLOWED', {
   headers: { allow: 'GET, HEAD' },
 });
@@ -125,17 +125,19 @@ export const metricsOptionsCheck: Check<MetricsOptions> = object<MetricsOptions>
 
 /** The children of one request series, bound once per label set. */
 interface RequestSeries {
-  readonly count: { inc(): void };
-  readonly duration: { observe(v: number): void };
-  readonly requestBytes: { observe(v: number): void };
-  readonly responseBytes: { observe(v: number): void };
+  readonly count: CounterCell;
+  readonly duration: HistogramCell;
+  readonly requestBytes: HistogramCell;
+  readonly responseBytes: HistogramCell;
 }
 
-type Child = { inc(): void };
+/** Method label values: Node's methods, then `other` for any it does not know. */
+const METHOD_LABELS: readonly string[] = [...METHODS, 'other'];
+const METHOD_INDEX: ReadonlyMap<string, number> = new Map(METHODS.map((m, i) => [m, i]));
 
-/** A label value for an HTTP method: the method, or `other` for one Node does not know. */
-function methodLabel(method: string | undefined): string {
-  return method !== undefined && KNOWN_METHODS.has(method) ? method : 'other';
+/** The index of a method's label value in {@link METHOD_LABELS}. */
+function methodIndex(method: string | undefined): number {
+  return (method === undefined ? undefined : METHOD_INDEX.get(method)) ?? METHODS.length;
 }
 
 /**
@@ -166,9 +168,9 @@ export class Metrics {
 
   /** Whether the registry was given (its series are removed from it on close()). */
   private readonly shared: boolean;
-  private readonly requestSeries = new Map<string, RequestSeries>();
-  private readonly upstreamSeries = new Map<string, { observe(v: number): void }>();
-  private readonly counterSeries = new Map<Counter<string>, Map<string, Child>>();
+  private readonly requestSeries = new Map<string, Map<string, Map<number, RequestSeries>>>();
+  private readonly upstreamSeries = new Map<string, Map<string, HistogramCell>>();
+  private readonly counterSeries = new Map<Counter<string>, Map<string, CounterCell>>();
   private readonly targetSources = new Set<() => Iterable<TargetSample>>();
   /** The counters and histograms {@link scrape} writes itself, a slice at a time. */
   private readonly sliced = new Map<SlicedMetric, 'counter' | 'histogram'>();
@@ -331,19 +333,32 @@ export class Metrics {
     requestBytes: number,
     responseBytes: number,
   ): void {
-    const m = methodLabel(method);
+    // Three Map lookups by strings the caller already holds, then a number: nothing is built
+    // per request once a label set has been seen.
+    let byService = this.requestSeries.get(route);
+    if (byService === undefined)
+      this.requestSeries.set(route, (byService = new Map<string, Map<number, RequestSeries>>()));
+    let byCode = byService.get(service);
+    if (byCode === undefined) byService.set(service, (byCode = new Map<number, RequestSeries>()));
+    const m = methodIndex(method);
     const code = status >= 100 && status <= 599 ? status : status === 0 ? 0 : -1;
-    const key = `${m}\0${code}\0${route}\0${service}`;
-    let s = this.requestSeries.get(key);
+    const key = m * 1000 + code;
+    let s = byCode.get(key);
     if (s === undefined) {
+      const label = METHOD_LABELS[m]!;
       s = {
         // A status outside 100–599 (an upstream's odd one) is "other": statuses stay a closed set.
-        count: this.requests.labels(m, route, service, code === -1 ? 'other' : String(code)),
-        duration: this.requestDuration.labels(m, route, service),
-        requestBytes: this.requestBytes.labels(route, service),
-        responseBytes: this.responseBytes.labels(route, service),
+        count: counterCell(this.requests, [
+          label,
+          route,
+          service,
+          code === -1 ? 'other' : String(code),
+        ]),
+        duration: histogramCell(this.requestDuration, [label, route, service]),
+        requestBytes: histogramCell(this.requestBytes, [route, service]),
+        responseBytes: histogramCell(this.responseBytes, [route, service]),
       };
-      this.requestSeries.set(key, s);
+      byCode.set(key, s);
     }
     s.count.inc();
     s.duration.observe(seconds);
@@ -353,13 +368,15 @@ export class Metrics {
 
   /** One upstream call's duration. */
   observeUpstream(service: string, target: string, seconds: number): void {
-    const key = `${service}\0${target}`;
-    let child = this.upstreamSeries.get(key);
-    if (child === undefined) {
-      child = this.upstreamDuration.labels(service, target);
-      this.upstreamSeries.set(key, child);
+    let byTarget = this.upstreamSeries.get(service);
+    if (byTarget === undefined)
+      this.upstreamSeries.set(service, (byTarget = new Map<string, HistogramCell>()));
+    let cell = byTarget.get(target);
+    if (cell === undefined) {
+      cell = histogramCell(this.upstreamDuration, [service, target]);
+      byTarget.set(target, cell);
     }
-    child.observe(seconds);
+    cell.observe(seconds);
   }
 
   /** Adds one to a counter's series; the label values in its label order. */
@@ -372,10 +389,15 @@ export class Metrics {
     const key = values.join('\0');
     let child = children.get(key);
     if (child === undefined) {
-      child = counter.labels(...values);
+      child = counterCell(counter, values);
       children.set(key, child);
     }
     child.inc();
+  }
+
+  /** A counter's series bound once, for a caller that keeps it (the gateway's per-route recorders). */
+  cell(counter: Counter<string>, ...values: string[]): CounterCell {
+    return counterCell(counter, values);
   }
 
   /**

@@ -1,5 +1,5 @@
-import { Registry } from 'prom-client';
-import { createMetrics, Metrics } from '@turnpike/metrics';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { createMetrics, DEFAULT_BUCKETS, Metrics } from '@turnpike/metrics';
 import { parseScrape } from '../../../test/helpers/prometheus';
 
 /** A registry with a bit of everything: routes with odd names, every counter, histograms, a gauge source. */
@@ -55,4 +55,45 @@ test("a registry with default labels is scraped by prom-client's own writer, lab
   expect(s.value('gateway_requests_total', { method: 'GET', route: 'plain', instance: 'a' })).toBe(
     1,
   );
+});
+
+test("the gateway's in-place series give prom-client's own numbers: the same values through its public API", async () => {
+  const ours = createMetrics();
+  const theirs = new Registry();
+  const requests = new Counter({
+    name: 'gateway_requests_total',
+    help: 'x',
+    labelNames: ['method', 'route', 'service', 'status'],
+    registers: [theirs],
+  });
+  const duration = new Histogram({
+    name: 'gateway_request_duration_seconds',
+    help: 'x',
+    labelNames: ['method', 'route', 'service'],
+    buckets: [...DEFAULT_BUCKETS],
+    registers: [theirs],
+  });
+  // On a bound, between bounds, 0, above every bound, repeated.
+  for (const seconds of [0.005, 0.0051, 0, 61, 120, 0.005, 2.5]) {
+    ours.observeRequest('GET', 'users', 'svc', 200, seconds, 0, 0);
+    requests.inc({ method: 'GET', route: 'users', service: 'svc', status: '200' });
+    duration.observe({ method: 'GET', route: 'users', service: 'svc' }, seconds);
+  }
+  const pick = async (registry: Registry, name: string) =>
+    parseScrape(await registry.getSingleMetricAsString(name)).samples;
+  for (const name of ['gateway_requests_total', 'gateway_request_duration_seconds']) {
+    expect(await pick(ours.registry, name)).toEqual(await pick(theirs, name));
+  }
+});
+
+test('after a reset of the registry the series count again from zero', async () => {
+  const m = createMetrics();
+  m.observeRequest('GET', 'r', 's', 200, 0.01, 10, 10);
+  m.registry.resetMetrics();
+  m.observeRequest('GET', 'r', 's', 200, 0.01, 10, 10);
+  m.observeRequest('GET', 'r', 's', 200, 0.01, 10, 10);
+  const s = parseScrape(await m.scrape());
+  expect(s.value('gateway_requests_total', { route: 'r' })).toBe(2);
+  expect(s.value('gateway_request_duration_seconds_count', { route: 'r' })).toBe(2);
+  expect(s.value('gateway_request_bytes_sum', { route: 'r' })).toBe(20);
 });
