@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import winston from 'winston';
+import { bufferedJsonLogger, directBuffer, jsonLogger, type LineBuffer } from './json-logger';
 import {
   ConfigError,
   array,
@@ -119,25 +119,29 @@ export const accessLogOptionsCheck: Check<AccessLogOptions> = object<AccessLogOp
   redactQuery: array(string({ minLength: 1, expected: 'a query parameter name' })),
 });
 
-/** The default logger: winston, one JSON line per entry on stdout. */
+/** The default logger: winston, one JSON line per entry on stdout, each tick's lines written together. */
 export function defaultAccessLogger(): Logger {
-  return winston.createLogger({
-    level: 'info',
-    format: winston.format.json(),
-    transports: [new winston.transports.Console()],
-  });
+  return jsonLogger();
+}
+
+/** The default logger and its buffer. */
+function ownLogger(): { logger: Logger; buffer: LineBuffer } {
+  return bufferedJsonLogger(process.stdout, {});
 }
 
 /** Writes access log lines; built once by {@link createAccessLog}. */
 export class AccessLog {
   readonly logger: Logger;
+  /** The default logger's buffer, when the logger is the default one (closed by close()). */
+  private readonly buffer: LineBuffer | undefined;
   private readonly sampleRate: number;
   private readonly query: boolean;
   private readonly redact: ReadonlySet<string>;
 
   constructor(options: AccessLogOptions = {}, path = 'accessLog') {
     const o = accessLogOptionsCheck(options, path);
-    this.logger = o.logger ?? defaultAccessLogger();
+    if (o.logger !== undefined) this.logger = o.logger;
+    else ({ logger: this.logger, buffer: this.buffer } = ownLogger());
     this.sampleRate = o.sampleRate ?? 1;
     this.query = o.query ?? false;
     this.redact = new Set([...REDACTED_QUERY, ...(o.redactQuery ?? [])].map(queryNameKey));
@@ -225,8 +229,19 @@ export class AccessLog {
     next();
   };
 
+  /** Writes what is buffered and lets the default logger go; a logger that was given is left to its owner. */
+  close(): void {
+    this.buffer?.destroy();
+  }
+
   /** Writes one line. A logger that throws is not the request's problem: the line is dropped. */
   write(entry: AccessLogEntry): void {
+    // A jsonLogger() as it was made: the line goes straight into its buffer.
+    const direct = directBuffer(this.logger);
+    if (direct !== undefined) {
+      direct.write(`${JSON.stringify({ level: 'info', message: 'request', ...entry })}\n`);
+      return;
+    }
     try {
       const done = this.logger.info(
         'request',
