@@ -38,16 +38,27 @@ async function gatewayUse(target, telemetry) {
   };
 }
 
-/** A winston logger writing JSON lines to a file in the temp directory (removed at exit). */
+/** A temp file for a proxy's access log (removed at exit). */
+function tempLog(name) {
+  const file = path.join(os.tmpdir(), `turnpike-bench-${name}-${process.pid}.log`);
+  process.on('exit', () => fs.rmSync(file, { force: true }));
+  return file;
+}
+
+/** The access log's file logger: winston, one JSON line per request, the lines of 100 ms written together. */
 function fileLogger() {
+  const { jsonLogger } = require(path.join(lib.ROOT, 'packages/metrics'));
+  return jsonLogger(tempLog('access'));
+}
+
+/** winston's own File transport with its json format, for comparison: a write per line. */
+function winstonFileLogger() {
   const winston = require(
     require.resolve('winston', { paths: [path.join(lib.ROOT, 'packages/metrics')] }),
   );
-  const file = path.join(os.tmpdir(), `turnpike-bench-access-${process.pid}.log`);
-  process.on('exit', () => fs.rmSync(file, { force: true }));
   return winston.createLogger({
     format: winston.format.json(),
-    transports: [new winston.transports.File({ filename: file })],
+    transports: [new winston.transports.File({ filename: tempLog('winston-file') })],
   });
 }
 
@@ -62,9 +73,14 @@ const PROXIES = {
     make: (url) => gatewayUse(url, { metrics: true }),
   },
   all: {
-    what: 'metrics + access log (winston, JSON to a file) + tracing',
+    what: 'metrics + access log (jsonLogger(file): winston, a write per 100 ms) + tracing',
     make: (url) =>
       gatewayUse(url, { metrics: true, accessLog: { logger: fileLogger() }, tracing: true }),
+  },
+  'all-winston-file': {
+    what: "the same with winston's File transport and json format (a write per line)",
+    make: (url) =>
+      gatewayUse(url, { metrics: true, accessLog: { logger: winstonFileLogger() }, tracing: true }),
   },
 };
 

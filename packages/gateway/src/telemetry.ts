@@ -224,6 +224,7 @@ export class Telemetry {
     const service = o.service ?? '';
     const attempt = o.attempt;
     const status = o.status;
+    const inBytes = bytesIn(req, attempt);
     const m = this.metrics;
     if (m !== undefined) {
       m.observeRequest(
@@ -232,7 +233,7 @@ export class Telemetry {
         service,
         status,
         o.durationMs / 1000,
-        bytesIn(req, attempt),
+        inBytes,
         attempt !== undefined ? attempt.bytesReceived : 0,
       );
       if (attempt !== undefined && service !== '') {

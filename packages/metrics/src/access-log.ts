@@ -119,7 +119,7 @@ export const accessLogOptionsCheck: Check<AccessLogOptions> = object<AccessLogOp
   redactQuery: array(string({ minLength: 1, expected: 'a query parameter name' })),
 });
 
-/** The default logger: winston, one JSON line per entry on stdout, each tick's lines written together. */
+/** The default logger: winston, one JSON line per entry on stdout, the lines of 100 ms written together. */
 export function defaultAccessLogger(): Logger {
   return jsonLogger();
 }
@@ -239,7 +239,8 @@ export class AccessLog {
     // A jsonLogger() as it was made: the line goes straight into its buffer.
     const direct = directBuffer(this.logger);
     if (direct !== undefined) {
-      direct.write(`${JSON.stringify({ level: 'info', message: 'request', ...entry })}\n`);
+      // winston's fields first, then the entry's, as one JSON object: no copy of the entry.
+      direct.write(`{"level":"info","message":"request",${JSON.stringify(entry).slice(1)}\n`);
       return;
     }
     try {
