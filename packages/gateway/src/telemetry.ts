@@ -225,6 +225,8 @@ export class Telemetry {
     const attempt = o.attempt;
     const status = o.status;
     const inBytes = bytesIn(req, attempt);
+    // Built on each read: read once.
+    const attempts = o.attempts;
     const m = this.metrics;
     if (m !== undefined) {
       m.observeRequest(
@@ -238,7 +240,7 @@ export class Telemetry {
       );
       if (attempt !== undefined && service !== '') {
         const now = performance.now();
-        for (const a of o.attempts) {
+        for (const a of attempts) {
           m.observeUpstream(service, a.target.url, upstreamMs(a, now) / 1000);
           const end = a.end;
           if (end !== undefined && isFailedEnd(end)) m.count(m.upstreamErrors, service, end);
@@ -284,7 +286,7 @@ export class Telemetry {
         retries: o.retries,
       });
     }
-    this.tracing?.end(req, { route: route.path, status, failure }, o.attempts);
+    this.tracing?.end(req, { route: route.path, status, failure }, attempts);
   };
 
   private readonly onUnrouted = (e: UnroutedEvent): void => {

@@ -10,6 +10,8 @@ export interface OtelApi {
     getTracer(name: string, version?: string): OtelTracer;
     setSpan(context: unknown, span: OtelSpan): unknown;
     setSpanContext(context: unknown, spanContext: OtelSpanContext): unknown;
+    /** The global provider: a proxy whose delegate is the registered SDK's, or a no-op one. */
+    getTracerProvider?(): { getDelegate?(): object };
   };
   readonly ROOT_CONTEXT: unknown;
   createTraceState?(raw?: string): unknown;

@@ -97,6 +97,23 @@ export class Tracing {
     const otel = options.opentelemetry ?? true;
     this.api = otel === false ? undefined : otel === true ? loadOtelApi() : otel;
     this.tracer = this.api?.trace.getTracer(name);
+    // With the API installed and no SDK registered, the global provider's delegate is the API's
+    // no-op one: a span would go nowhere, so none is started (an SDK registered later is seen
+    // on the next request).
+    const provider = this.api?.trace.getTracerProvider?.();
+    const delegate = provider?.getDelegate?.();
+    if (delegate?.constructor?.name === 'NoopTracerProvider') {
+      this.provider = provider;
+      this.noop = delegate;
+    }
+  }
+
+  private readonly provider: { getDelegate?(): object } | undefined;
+  private readonly noop: object | undefined;
+
+  /** Whether the global provider is still the API's no-op one. */
+  private get idle(): boolean {
+    return this.noop !== undefined && this.provider!.getDelegate!() === this.noop;
   }
 
   /** Whether spans are made (the OpenTelemetry API was found or given). */
@@ -107,7 +124,7 @@ export class Tracing {
   /** A request arrives: its trace context, and its server span (ended by {@link end}, or when the response closes). */
   enter(req: IncomingMessage, res: ServerResponse): TraceContext {
     const trace = assignTraceContext(req);
-    if (this.tracer === undefined) return trace;
+    if (this.tracer === undefined || this.idle) return trace;
     try {
       return this.serverSpan(req, res, trace, this.tracer);
     } catch (err) {
