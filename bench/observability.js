@@ -72,6 +72,14 @@ const PROXIES = {
     what: 'metrics: true (every series; endpoint not scraped)',
     make: (url) => gatewayUse(url, { metrics: true }),
   },
+  tracing: {
+    what: 'tracing: true (trace context in and out; the OpenTelemetry API, no SDK)',
+    make: (url) => gatewayUse(url, { tracing: true }),
+  },
+  'access-log': {
+    what: 'accessLog with jsonLogger(file) (a line per request)',
+    make: (url) => gatewayUse(url, { accessLog: { logger: fileLogger() } }),
+  },
   all: {
     what: 'metrics + access log (jsonLogger(file): winston, a write per 100 ms) + tracing',
     make: (url) =>

@@ -109,6 +109,14 @@ async function selfTest(base) {
   if (limit !== '"120-in-1min"; r=119; t=60') {
     throw new Error(`self-test: unexpected RateLimit header ${limit}`);
   }
+  const scrape = await globalThis.fetch(`${base}/metrics`);
+  const series = (await scrape.text())
+    .split('\n')
+    .find((l) => l.startsWith('gateway_requests_total{') && l.includes('route="users"'));
+  console.log(`metrics: ${series}`);
+  if (scrape.status !== 200 || series === undefined || !series.endsWith(' 1')) {
+    throw new Error(`self-test: unexpected metrics ${scrape.status} ${series}`);
+  }
   console.log('self-test passed');
 }
 
@@ -181,6 +189,11 @@ async function main() {
     // Every route: 120 requests a minute per client address, counted in memory (with
     // `redis: 'redis://…'` the instances of a deployment would share one count).
     rateLimit: { limit: 120, windowMs: 60000 },
+    // Prometheus series at /metrics (outside /api, so no route overlaps it) and a W3C
+    // traceparent on every upstream call. On a public server, serve gateway.metrics.handler
+    // on an internal port instead.
+    metrics: { path: '/metrics' },
+    tracing: true,
   });
   // A node:http server of the gateway's own, WebSocket upgrades included; gateway.close()
   // closes it. (Inside an existing Express app, see examples/embed.)
@@ -231,7 +244,12 @@ async function main() {
   console.log(
     `  curl -H 'X-User-Id: admin' ${api}/users/me   # identity header removed: userId null`,
   );
-  console.log(`  curl -i ${api}/nothing-here           # 404 application/problem+json`);
+  console.log(
+    `  curl -i ${api}/nothing-here           # 404 application/problem+json, with its traceId`,
+  );
+  console.log(
+    `  curl ${base}/metrics                  # Prometheus series: requests by route, latency, health`,
+  );
   console.log(`  curl -i -X DELETE ${api}/users/42     # 405 with Allow`);
   console.log(`  curl -i --path-as-is '${api}/users/../admin'   # 400: path policy`);
   if (echo) {
