@@ -1,6 +1,4 @@
-import { Writable } from 'node:stream';
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import winston from 'winston';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayConfig } from '@turnpike/gateway';
 import {
   listen,
@@ -10,29 +8,9 @@ import {
   type Running,
 } from './helpers/servers';
 import { closersAfterEach } from './helpers/outcomes';
+import { memoryLogger, rawGet } from './helpers/logs';
 
 const closers = closersAfterEach();
-
-/** A winston JSON logger writing into memory: every line, as written. */
-function memoryLogger(): { logger: winston.Logger; lines: string[] } {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(
-        ...chunk
-          .toString('utf8')
-          .split('\n')
-          .filter((l) => l !== ''),
-      );
-      done();
-    },
-  });
-  const logger = winston.createLogger({
-    format: winston.format.json(),
-    transports: [new winston.transports.Stream({ stream })],
-  });
-  return { logger, lines };
-}
 
 /** What the upstream saw of each request. */
 interface Seen {
@@ -54,18 +32,6 @@ async function gatewayOf(config: GatewayConfig): Promise<GatewayHarness> {
   const g = await startGateway(config);
   closers.push(() => g.close());
   return g;
-}
-
-/** A GET with the path as given (fetch would resolve dot segments first). */
-function rawGet(port: number, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ port, path, host: '127.0.0.1' }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode!));
-      })
-      .on('error', reject);
-  });
 }
 
 const SECRETS = {

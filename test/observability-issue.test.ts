@@ -18,6 +18,7 @@ import { createMetrics } from '@turnpike/metrics';
 import { listen, startGateway, waitFor, type GatewayHarness } from './helpers/servers';
 import { eventually, parseScrape, scrape, type Scrape } from './helpers/prometheus';
 import { closersAfterEach } from './helpers/outcomes';
+import { rawGet } from './helpers/logs';
 import { deadPort } from './helpers/upstreams';
 
 const closers = closersAfterEach();
@@ -62,18 +63,6 @@ async function send(
   const res = await fetch(url, init);
   const body = await res.text();
   return { status: res.status, body, headers: res.headers };
-}
-
-/** A raw GET through node:http (the path as written, no URL normalisation). */
-function rawGet(port: number, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode!));
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 /** A winston logger writing JSON lines to memory. */

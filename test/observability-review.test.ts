@@ -4,10 +4,8 @@
  * a logger that rejects, and a registry shared with the application.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { Writable } from 'node:stream';
 import express from 'express';
 import { Counter, Registry } from 'prom-client';
-import winston from 'winston';
 import { createGateway, type GatewayConfig } from '@turnpike/gateway';
 import { createMetrics, MAX_LOGGED_PATH, validTracestate } from '@turnpike/metrics';
 import {
@@ -18,6 +16,7 @@ import {
   type Running,
 } from './helpers/servers';
 import { closersAfterEach } from './helpers/outcomes';
+import { memoryLogger, rawGet } from './helpers/logs';
 import { configErrorOf } from './helpers/expectations';
 import { parseScrape, scrape } from './helpers/prometheus';
 
@@ -35,37 +34,6 @@ async function gatewayOf(config: GatewayConfig): Promise<GatewayHarness> {
   const g = await startGateway(config);
   closers.push(() => g.close());
   return g;
-}
-
-function memoryLogger(): { logger: winston.Logger; lines: string[] } {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      lines.push(
-        ...chunk
-          .toString('utf8')
-          .split('\n')
-          .filter((l) => l !== ''),
-      );
-      done();
-    },
-  });
-  const logger = winston.createLogger({
-    format: winston.format.json(),
-    transports: [new winston.transports.Stream({ stream })],
-  });
-  return { logger, lines };
-}
-
-function rawGet(port: number, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ port, path, host: '127.0.0.1' }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode!));
-      })
-      .on('error', reject);
-  });
 }
 
 test("the standalone middleware's route label is the route's pattern: a parameterised or differently cased mount adds no series", async () => {

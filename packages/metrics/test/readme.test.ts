@@ -1,11 +1,11 @@
 import http from 'node:http';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import * as express from 'express';
 import winston from 'winston';
 import * as metricsModule from '@turnpike/metrics';
 import { listen, waitFor, type Running } from '../../../test/helpers/servers';
 import { parseScrape } from '../../../test/helpers/prometheus';
+import { lineSink } from '../../../test/helpers/logs';
 import { edited, readReadme, runExample } from '../../../test/helpers/readme';
 
 const { codeAfter } = readReadme(path.join(__dirname, '..', 'README.md'));
@@ -17,18 +17,7 @@ afterEach(async () => {
 
 describe('README: the plain Express example', () => {
   it('counts by route pattern, serves the series, logs one redacted JSON line per request, and carries the trace', async () => {
-    const lines: string[] = [];
-    const stream = new Writable({
-      write(chunk: Buffer, _enc, done) {
-        lines.push(
-          ...chunk
-            .toString('utf8')
-            .split('\n')
-            .filter((l) => l !== ''),
-        );
-        done();
-      },
-    });
+    const { stream, lines } = lineSink();
     // The example's winston, its Console transport writing into memory instead of stdout.
     const memoryWinston = {
       ...winston,
