@@ -9,6 +9,7 @@ import {
 } from './helpers/servers';
 import { closersAfterEach } from './helpers/outcomes';
 import { memoryLogger, rawGet } from './helpers/logs';
+import { parseScrape } from './helpers/prometheus';
 
 const closers = closersAfterEach();
 
@@ -221,4 +222,20 @@ describe('the access log: one JSON line per request, after it ends', () => {
     expect((await fetch(`${g.url}/x`)).status).toBe(200);
     expect((await fetch(`${g.url}/x`)).status).toBe(200);
   });
+});
+
+test("a body the upstream never got (refused) is logged and counted as the client's, alike", async () => {
+  const { logger, lines } = memoryLogger();
+  const g = await gatewayOf({
+    services: { dead: { targets: ['http://127.0.0.1:1'], retries: false } },
+    routes: [{ path: '/dead', service: 'dead' }],
+    accessLog: { logger },
+    metrics: true,
+  });
+  const res = await fetch(`${g.url}/dead`, { method: 'POST', body: 'x'.repeat(1000) });
+  expect(res.status).toBe(502);
+  await waitFor(() => lines.length === 1);
+  expect(JSON.parse(lines[0]!)).toMatchObject({ outcome: 'refused', bytesIn: 1000 });
+  const s = parseScrape(await g.gateway.metrics!.scrape());
+  expect(s.value('gateway_request_bytes_sum', { route: '/dead' })).toBe(1000);
 });

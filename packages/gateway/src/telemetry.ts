@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import {
   ConfigError,
@@ -153,11 +153,6 @@ export class Telemetry {
     return this.metrics !== undefined || this.log !== undefined || this.tracing !== undefined;
   }
 
-  /** Every request, first thing after its id: its trace context (and server span). */
-  enter(req: IncomingMessage, res: ServerResponse): void {
-    this.tracing?.enter(req, res);
-  }
-
   /** The limiter's decision listener for a route's rate limit stage, when metrics are on. */
   rateLimitRecorder = (route: RouteInfo): DecisionListener | undefined => {
     const m = this.metrics;
@@ -278,8 +273,7 @@ export class Telemetry {
           attempt === undefined
             ? null
             : Math.round(upstreamMs(attempt, performance.now()) * 1000) / 1000,
-        bytesIn:
-          attempt !== undefined ? attempt.bytesSent : Number(req.headers['content-length']) || 0,
+        bytesIn: inBytes,
         bytesOut: attempt !== undefined ? attempt.bytesReceived : 0,
         client: clientIp(req),
         subject: req.auth?.subject,

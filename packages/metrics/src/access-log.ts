@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { bufferedJsonLogger, directBuffer, jsonLogger, type LineBuffer } from './json-logger';
 import {
-  ConfigError,
   array,
   logger as loggerCheck,
   number,
@@ -264,8 +263,5 @@ export class AccessLog {
  * naming the field for bad options.
  */
 export function createAccessLog(options: AccessLogOptions = {}): AccessLog {
-  if (typeof options !== 'object' || options === null) {
-    throw new ConfigError('accessLog', 'an object', options);
-  }
   return new AccessLog(options, 'accessLog');
 }

@@ -116,11 +116,6 @@ export class Tracing {
     return this.noop !== undefined && this.provider!.getDelegate!() === this.noop;
   }
 
-  /** Whether spans are made (the OpenTelemetry API was found or given). */
-  get spans(): boolean {
-    return this.tracer !== undefined;
-  }
-
   /** A request arrives: its trace context, and its server span (ended by {@link end}, or when the response closes). */
   enter(req: IncomingMessage, res: ServerResponse): TraceContext {
     const trace = assignTraceContext(req);
